@@ -1,0 +1,398 @@
+"""Everything that touches Blender (``bpy``) lives here; the rest of synthgen never imports bpy.
+
+:class:`BlenderRenderer` keeps one Blender scene alive between samples: a camera, a world whose
+environment texture is an HDRI, and at most one imported scan under an empty ``subject_root``.
+It re-imports only when the scan changes and keeps loaded HDRI images cached.
+
+World axes are Blender's: Z up, metres after scan normalisation; the subject stands on z = 0,
+centred on x = y = 0, facing -Y.
+
+Render read-back: Cycles writes one multilayer float32 EXR (Combined RGBA, Depth Z, Environment)
+to a private temporary folder, which is read back with the ``OpenEXR`` package. The film is always
+transparent so that the Combined alpha is the anti-aliased subject coverage; for a visible HDRI
+background the Environment pass (the background radiance weighted by background coverage) is added
+back onto the premultiplied Combined colour. The Z pass in Cycles is planar depth written from the
+first sample only (not anti-aliased); background reads 1e10 and is stored as 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .camera import CV_TO_BLENDER
+from .config import ScanAsset, UNIT_TO_METRES
+from .exr import read_exr
+
+log = logging.getLogger("synthgen.blender")
+
+NEUTRAL_ALBEDO = (0.5, 0.5, 0.5, 1.0)
+BACKGROUND_Z = 1e9  # Cycles writes 1e10 for background; anything beyond this is treated as background
+
+
+class ScanImportError(RuntimeError):
+    """A scan file could not be imported or holds no mesh; the message names the file."""
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence Blender's C-level progress output (``Fra: ...``) on fd 1 for the duration."""
+    try:
+        fd = os.dup(1)
+    except OSError:
+        yield
+        return
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(fd, 1)
+            os.close(fd)
+
+
+def blender_version() -> str:
+    import bpy
+
+    return bpy.app.version_string
+
+
+class BlenderRenderer:
+    """A persistent Blender scene for rendering samples. Not thread-safe; one per process.
+
+    Args:
+        threads: Cycles CPU threads.
+    """
+
+    def __init__(self, threads: int = 1):
+        import bpy
+
+        self.bpy = bpy
+        with _quiet_stdout():
+            bpy.ops.wm.read_factory_settings(use_empty=True)
+        self.scene = bpy.context.scene
+        self.threads = threads
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="synthgen-blender-")
+        self._hdri_images: dict[str, Any] = {}
+        self.scan_info: dict[str, Any] | None = None
+        self._scan_objects: list[Any] = []
+        self._setup_scene()
+
+    # ------------------------------------------------------------------ scene
+    def _setup_scene(self) -> None:
+        bpy, sc = self.bpy, self.scene
+        sc.render.engine = "CYCLES"
+        sc.cycles.device = "CPU"
+        sc.render.threads_mode = "FIXED"
+        sc.render.threads = self.threads
+        sc.render.film_transparent = True
+        sc.render.resolution_percentage = 100
+        sc.render.pixel_aspect_x = sc.render.pixel_aspect_y = 1.0
+        sc.cycles.use_animated_seed = False
+        sc.view_settings.view_transform = "Standard"
+        vl = sc.view_layers[0]
+        vl.use_pass_z = True
+        vl.use_pass_environment = True
+        settings = sc.render.image_settings
+        settings.file_format = "OPEN_EXR_MULTILAYER"
+        settings.color_depth = "32"
+        settings.exr_codec = "ZIP"
+        cam_data = bpy.data.cameras.new("synthgen_camera")
+        cam_data.sensor_fit = "HORIZONTAL"
+        cam_data.clip_start = 0.01
+        cam_data.clip_end = 1000.0
+        self.camera = bpy.data.objects.new("synthgen_camera", cam_data)
+        sc.collection.objects.link(self.camera)
+        sc.camera = self.camera
+        world = bpy.data.worlds.new("synthgen_world")
+        world.use_nodes = True
+        sc.world = world
+        nt = world.node_tree
+        nt.nodes.clear()
+        coord = nt.nodes.new("ShaderNodeTexCoord")
+        self._mapping = nt.nodes.new("ShaderNodeMapping")
+        self._env = nt.nodes.new("ShaderNodeTexEnvironment")
+        self._background = nt.nodes.new("ShaderNodeBackground")
+        out = nt.nodes.new("ShaderNodeOutputWorld")
+        nt.links.new(coord.outputs["Generated"], self._mapping.inputs["Vector"])
+        nt.links.new(self._mapping.outputs["Vector"], self._env.inputs["Vector"])
+        nt.links.new(self._env.outputs["Color"], self._background.inputs["Color"])
+        nt.links.new(self._background.outputs["Background"], out.inputs["Surface"])
+
+    # ------------------------------------------------------------------ scans
+    def clear_scan(self) -> None:
+        """Remove the current scan and purge orphaned data blocks (meshes, materials, images)."""
+        bpy = self.bpy
+        for obj in self._scan_objects:
+            with contextlib.suppress(ReferenceError):
+                bpy.data.objects.remove(obj, do_unlink=True)
+        self._scan_objects = []
+        self.scan_info = None
+        bpy.data.orphans_purge(do_local_ids=True, do_linked_ids=True, do_recursive=True)
+
+    def _import(self, path: str) -> list[Any]:
+        bpy = self.bpy
+        before = set(bpy.data.objects)
+        ext = Path(path).suffix.lower()
+        try:
+            with _quiet_stdout():
+                if ext in (".glb", ".gltf"):
+                    res = bpy.ops.import_scene.gltf(filepath=path)
+                elif ext == ".fbx":
+                    res = bpy.ops.import_scene.fbx(filepath=path)
+                elif ext == ".obj":
+                    res = bpy.ops.wm.obj_import(filepath=path)
+                elif ext == ".ply":
+                    res = bpy.ops.wm.ply_import(filepath=path)
+                else:
+                    raise ScanImportError(f"{path}: unsupported scan format {ext!r}")
+        except ScanImportError:
+            raise
+        except Exception as exc:
+            raise ScanImportError(f"{path}: Blender could not import the scan: {exc}") from exc
+        new = [o for o in bpy.data.objects if o not in before]
+        if "FINISHED" not in res:
+            raise ScanImportError(f"{path}: Blender importer returned {res}")
+        return new
+
+    def load_scan(self, asset: ScanAsset) -> dict[str, Any]:
+        """Import ``asset`` (unless it is already loaded), normalise it to metres and place it.
+
+        The scan is scaled uniformly so that its vertical extent equals ``size.height_m`` (or by
+        ``size.unit`` / ``size.scale``), then translated so that its bounding box is centred on
+        x = y = 0 with its lowest point at z = 0.
+
+        Returns:
+            dict with ``id``, ``scale_applied`` (file units -> metres), ``bbox_min_m``/``bbox_max_m``
+            (world, after placement), ``target_head_m`` and ``target_center_m`` (world points),
+            ``head_region_height_m``, ``num_vertices`` and ``warnings`` (list of str).
+
+        Raises:
+            ScanImportError: the import fails or yields no mesh.
+        """
+        if self.scan_info is not None and self.scan_info["id"] == asset.id:
+            return self.scan_info
+        bpy = self.bpy
+        self.clear_scan()
+        new = self._import(asset.path)
+        warnings: list[str] = []
+        for o in new:  # imported cameras and lights would change the render
+            if o.type in ("CAMERA", "LIGHT"):
+                bpy.data.objects.remove(o, do_unlink=True)
+        new = [o for o in new if o.name in bpy.data.objects]
+        meshes = [o for o in new if o.type == "MESH" and not o.hide_render]
+        if not meshes:
+            for o in new:
+                bpy.data.objects.remove(o, do_unlink=True)
+            raise ScanImportError(f"{asset.path}: the file contains no renderable mesh")
+        root = bpy.data.objects.new(f"subject_root_{asset.id}", None)
+        self.scene.collection.objects.link(root)
+        for o in new:
+            if o.parent is None:
+                o.parent = root
+        self._scan_objects = new + [root]
+        self._meshes = meshes
+        warnings += self._setup_materials(asset, meshes)
+
+        verts = self.mesh_vertices_world()
+        lo, hi = verts.min(0), verts.max(0)
+        if asset.size.height_m is not None:
+            extent = float(hi[2] - lo[2])
+            if extent <= 0:
+                raise ScanImportError(f"{asset.path}: scan has zero height; cannot scale to height_m")
+            scale = asset.size.height_m / extent
+        elif asset.size.unit is not None:
+            scale = UNIT_TO_METRES[asset.size.unit]
+        else:
+            scale = float(asset.size.scale)
+        root.scale = (scale, scale, scale)
+        root.location = (-scale * (lo[0] + hi[0]) / 2, -scale * (lo[1] + hi[1]) / 2, -scale * lo[2])
+        bpy.context.view_layer.update()
+        verts = self.mesh_vertices_world()
+        lo, hi = verts.min(0), verts.max(0)
+        head_h = min(asset.head_height_m, float(hi[2] - lo[2]))
+        head = verts[verts[:, 2] >= hi[2] - head_h]
+        hlo, hhi = head.min(0), head.max(0)
+        self.scan_info = {
+            "id": asset.id,
+            "scale_applied": float(scale),
+            "bbox_min_m": lo.tolist(),
+            "bbox_max_m": hi.tolist(),
+            "target_head_m": [float((hlo[0] + hhi[0]) / 2), float((hlo[1] + hhi[1]) / 2), float(hi[2] - head_h / 2)],
+            "target_center_m": ((lo + hi) / 2).tolist(),
+            "head_region_height_m": float(head_h),
+            "num_vertices": int(len(verts)),
+            "warnings": warnings,
+        }
+        for w in warnings:
+            log.warning("%s", w)
+        return self.scan_info
+
+    def mesh_vertices_world(self) -> np.ndarray:
+        """(N, 3) float64 world-space vertices of the loaded scan (evaluated: modifiers, armature)."""
+        dg = self.bpy.context.evaluated_depsgraph_get()
+        out = []
+        for o in self._meshes:
+            ev = o.evaluated_get(dg)
+            me = ev.to_mesh()
+            co = np.empty(len(me.vertices) * 3, dtype=np.float64)
+            me.vertices.foreach_get("co", co)
+            ev.to_mesh_clear()
+            m = np.array(ev.matrix_world)
+            out.append(co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3])
+        return np.concatenate(out) if out else np.zeros((0, 3))
+
+    def _neutral_material(self):
+        bpy = self.bpy
+        mat = bpy.data.materials.get("synthgen_neutral") or bpy.data.materials.new("synthgen_neutral")
+        mat.use_nodes = True
+        bsdf = mat.node_tree.nodes.get("Principled BSDF")
+        bsdf.inputs["Base Color"].default_value = NEUTRAL_ALBEDO
+        bsdf.inputs["Roughness"].default_value = 0.5
+        return mat
+
+    def _load_image(self, path: str, colorspace: str):
+        img = self.bpy.data.images.load(path, check_existing=True)
+        img.colorspace_settings.name = colorspace
+        if img.size[0] == 0:
+            raise OSError("image has no pixels")
+        return img
+
+    def _config_material(self, asset: ScanAsset, warnings: list[str]):
+        """Material from the config: albedo texture or constant base colour, optional normal map."""
+        bpy = self.bpy
+        img = None
+        if asset.texture:
+            try:
+                if not os.path.isfile(asset.texture):
+                    raise FileNotFoundError("file not found")
+                img = self._load_image(asset.texture, "sRGB")
+            except Exception as exc:
+                warnings.append(f"scan {asset.id}: texture {asset.texture} unusable ({exc}); using a neutral material")
+                return self._neutral_material()
+        mat = bpy.data.materials.new(f"synthgen_{asset.id}")
+        mat.use_nodes = True
+        nt = mat.node_tree
+        bsdf = nt.nodes.get("Principled BSDF")
+        if img is not None:
+            tex = nt.nodes.new("ShaderNodeTexImage")
+            tex.image = img
+            nt.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+        else:
+            bsdf.inputs["Base Color"].default_value = (*asset.base_color, 1.0)
+        bsdf.inputs["Roughness"].default_value = asset.roughness
+        if asset.normal_map:
+            try:
+                nimg = self._load_image(asset.normal_map, "Non-Color")
+                ntex = nt.nodes.new("ShaderNodeTexImage")
+                ntex.image = nimg
+                nmap = nt.nodes.new("ShaderNodeNormalMap")
+                nt.links.new(ntex.outputs["Color"], nmap.inputs["Color"])
+                nt.links.new(nmap.outputs["Normal"], bsdf.inputs["Normal"])
+            except Exception as exc:
+                warnings.append(f"scan {asset.id}: normal map {asset.normal_map} unusable ({exc}); ignored")
+        return mat
+
+    def _setup_materials(self, asset: ScanAsset, meshes) -> list[str]:
+        """Use the texture or base colour named in the config, else the file's materials; a material
+        whose image textures are missing is replaced by a neutral one (with a warning)."""
+        warnings: list[str] = []
+        if asset.texture or asset.base_color:
+            mat = self._config_material(asset, warnings)
+            for o in meshes:
+                o.data.materials.clear()
+                o.data.materials.append(mat)
+            return warnings
+        neutral = None
+        for o in meshes:
+            if not o.data.materials:
+                neutral = neutral or self._neutral_material()
+                o.data.materials.append(neutral)
+                continue
+            for i, mat in enumerate(o.data.materials):
+                missing = []
+                if mat is not None and mat.use_nodes:
+                    for n in mat.node_tree.nodes:
+                        if n.type == "TEX_IMAGE":
+                            img = n.image
+                            if img is None:
+                                continue  # node without image: renders as its default, not an error
+                            ok = img.packed_file is not None or os.path.isfile(self.bpy.path.abspath(img.filepath))
+                            if not ok:
+                                missing.append(img.filepath or img.name)
+                if mat is None or missing:
+                    warnings.append(f"scan {asset.id}: material {getattr(mat, 'name', None)!r} "
+                                    f"has missing texture(s) {missing}; using a neutral material")
+                    neutral = neutral or self._neutral_material()
+                    o.data.materials[i] = neutral
+        return warnings
+
+    # ------------------------------------------------------------------ lighting and camera
+    def set_hdri(self, path: str, rotation_deg: float, strength: float) -> None:
+        """Light the scene with the equirectangular map at ``path`` rotated about world Z."""
+        img = self._hdri_images.get(path)
+        if img is None:
+            img = self._load_image(path, "Linear Rec.709")
+            self._hdri_images[path] = img
+        self._env.image = img
+        self._mapping.inputs["Rotation"].default_value = (0.0, 0.0, math.radians(rotation_deg))
+        self._background.inputs["Strength"].default_value = strength
+
+    def set_camera(self, c2w_cv: np.ndarray, f_mm: float, sensor_width_mm: float) -> None:
+        """Place the camera from an OpenCV camera-to-world 4×4 (metres), focal length and sensor width (mm)."""
+        from mathutils import Matrix
+
+        self.camera.data.lens = f_mm
+        self.camera.data.sensor_width = sensor_width_mm
+        self.camera.data.sensor_fit = "HORIZONTAL"
+        self.camera.data.shift_x = self.camera.data.shift_y = 0.0
+        self.camera.matrix_world = Matrix((np.asarray(c2w_cv) @ CV_TO_BLENDER).tolist())
+
+    def configure(self, width: int, height: int, samples: int, adaptive_threshold: float,
+                  denoise: bool, max_bounces: int) -> None:
+        sc = self.scene
+        sc.render.resolution_x, sc.render.resolution_y = width, height
+        sc.cycles.samples = samples
+        sc.cycles.use_adaptive_sampling = adaptive_threshold > 0
+        if adaptive_threshold > 0:
+            sc.cycles.adaptive_threshold = adaptive_threshold
+        sc.cycles.use_denoising = denoise
+        if denoise:
+            sc.cycles.denoiser = "OPENIMAGEDENOISE"
+        sc.cycles.max_bounces = max_bounces
+
+    # ------------------------------------------------------------------ render
+    def render(self, seed: int, background_visible: bool = True) -> dict[str, Any]:
+        """Render the current scene.
+
+        Returns:
+            dict with ``rgb`` (H, W, 3) float32 linear RGB (premultiplied over black when the
+            background is not visible), ``depth`` (H, W) float32 planar z-depth in metres with 0 for
+            background, ``mask`` (H, W) float32 coverage in [0, 1], and ``seconds`` (Cycles wall time).
+        """
+        sc = self.scene
+        sc.cycles.seed = int(seed)
+        path = os.path.join(self._tmpdir.name, "render.exr")
+        sc.render.filepath = path
+        t0 = time.perf_counter()
+        with _quiet_stdout():
+            self.bpy.ops.render.render(write_still=True)
+        seconds = time.perf_counter() - t0
+        ch = read_exr(path)
+        pre = "ViewLayer."
+        rgb = np.stack([ch[pre + f"Combined.{c}"] for c in "RGB"], axis=-1).astype(np.float32)
+        if background_visible:
+            rgb += np.stack([ch[pre + f"Env.{c}"] for c in "RGB"], axis=-1)
+        mask = np.clip(ch[pre + "Combined.A"].astype(np.float32), 0.0, 1.0)
+        z = ch[pre + "Depth.Z"].astype(np.float32)
+        depth = np.where(np.isfinite(z) & (z < BACKGROUND_Z), z, 0.0).astype(np.float32)
+        os.remove(path)
+        return {"rgb": rgb, "depth": depth, "mask": mask, "seconds": seconds}

@@ -1,0 +1,92 @@
+"""Pinhole camera maths in the OpenCV convention (x right, y down, z forward). No bpy here.
+
+Formulas:
+- Horizontal sensor fit: ``fx = f_mm * W / sensor_width_mm``; square pixels, so ``fy = fx``
+  and the sensor height is ``sensor_width_mm * H / W``.
+- Field of view: ``fov_x = 2 * atan(sensor_width_mm / (2 * f_mm))``,
+  ``fov_y = 2 * atan(H / (2 * fy))``.
+- Pixel centres: the centre of the top-left pixel is (0, 0) (OpenCV), so a centred principal
+  point is ``cx = (W - 1) / 2``, ``cy = (H - 1) / 2``. Blender's image plane spans [0, W] with
+  pixel i covering [i, i+1], which is the same geometry shifted by half a pixel.
+- Blender cameras look down -Z with +Y up; OpenCV camera axes are Blender's with Y and Z flipped:
+  ``c2w_blender = c2w_opencv @ diag(1, -1, -1, 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+CV_TO_BLENDER = np.diag([1.0, -1.0, -1.0, 1.0])
+WORLD_UP = np.array([0.0, 0.0, 1.0])
+
+
+def focal_from_fov(fov_x_deg: float, sensor_width_mm: float) -> float:
+    """Focal length in mm for a horizontal field of view in degrees."""
+    return sensor_width_mm / (2.0 * math.tan(math.radians(fov_x_deg) / 2.0))
+
+
+def fov_from_focal(f_mm: float, sensor_mm: float) -> float:
+    """Field of view in degrees across a sensor extent of ``sensor_mm``."""
+    return math.degrees(2.0 * math.atan(sensor_mm / (2.0 * f_mm)))
+
+
+def intrinsics(f_mm: float, sensor_width_mm: float, width: int, height: int) -> np.ndarray:
+    """3×3 K in pixels (float64) for horizontal sensor fit, square pixels, centred principal point.
+
+    Raises:
+        ValueError: non-positive focal length, sensor width or image size.
+    """
+    if f_mm <= 0 or sensor_width_mm <= 0 or width <= 0 or height <= 0:
+        raise ValueError("focal length, sensor width and image size must be positive")
+    fx = f_mm * width / sensor_width_mm
+    return np.array([[fx, 0.0, (width - 1) / 2.0], [0.0, fx, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
+def look_at(position: np.ndarray, target: np.ndarray, roll_deg: float = 0.0) -> np.ndarray:
+    """4×4 camera-to-world (OpenCV axes) for a camera at ``position`` looking at ``target``.
+
+    World is Z-up (Blender). The image x axis is horizontal (perpendicular to world up) before
+    ``roll_deg`` rotates the camera about its optical axis (positive = clockwise in the image).
+
+    Raises:
+        ValueError: ``position`` equals ``target`` or the view direction is vertical.
+    """
+    position = np.asarray(position, float)
+    fwd = np.asarray(target, float) - position
+    n = np.linalg.norm(fwd)
+    if n < 1e-9:
+        raise ValueError("camera position equals its target")
+    z = fwd / n
+    x = np.cross(z, WORLD_UP)
+    if np.linalg.norm(x) < 1e-6:
+        raise ValueError("camera looks straight up or down; pitch must stay within (-90, 90)")
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    r = math.radians(roll_deg)
+    x, y = math.cos(r) * x + math.sin(r) * y, -math.sin(r) * x + math.cos(r) * y
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = x, y, z, position
+    return c2w
+
+
+def orbit_position(target: np.ndarray, yaw_deg: float, pitch_deg: float, distance_m: float) -> np.ndarray:
+    """Camera position on a sphere around ``target``.
+
+    The subject faces -Y (Blender's front view): yaw 0, pitch 0 puts the camera at
+    ``target + (0, -distance, 0)``. Positive yaw orbits counter-clockwise seen from above
+    (towards +X, the subject's left); positive pitch raises the camera.
+    """
+    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
+    d = np.array([math.sin(yaw) * math.cos(pitch), -math.cos(yaw) * math.cos(pitch), math.sin(pitch)])
+    return np.asarray(target, float) + distance_m * d
+
+
+def project(points_world: np.ndarray, K: np.ndarray, c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project N×3 world points; return (N×2 pixel coordinates (u, v), N camera-z depths in metres)."""
+    w2c = np.linalg.inv(c2w)
+    pc = points_world @ w2c[:3, :3].T + w2c[:3, 3]
+    z = pc[:, 2]
+    uv = (pc @ K.T)[:, :2] / z[:, None]
+    return uv, z

@@ -1,0 +1,373 @@
+"""Render job configuration: YAML loaded safely, validated with pydantic before any worker starts.
+
+Relative paths in a config file are resolved against the folder that contains the config file.
+Errors are raised as :class:`ConfigError`, whose message names the file, the key path
+(e.g. ``camera.focal_length_mm.low``), the bad value and what was expected. The CLI maps it to exit 2.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .distributions import Constant, Distribution, Normal, Uniform
+
+SCAN_EXTENSIONS = {".glb", ".gltf", ".fbx", ".obj", ".ply"}
+HDRI_EXTENSIONS = {".hdr", ".exr"}
+UNIT_TO_METRES = {"m": 1.0, "dm": 0.1, "cm": 0.01, "mm": 0.001, "in": 0.0254, "ft": 0.3048}
+
+
+class ConfigError(ValueError):
+    """Invalid configuration or input asset; the message says where and why."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScanSize(_Model):
+    """How to bring a scan to metres. Exactly one of the fields must be set.
+
+    - ``height_m``: the subject's real height (extent along the vertical axis) in metres,
+      e.g. 0.25 for a head, 1.7 for a full body.
+    - ``unit``: the file's unit (m, dm, cm, mm, in, ft), after the importer's own conversion.
+    - ``scale``: an explicit factor from file units (as imported) to metres.
+    """
+
+    height_m: float | None = Field(None, gt=0)
+    unit: Literal["m", "dm", "cm", "mm", "in", "ft"] | None = None
+    scale: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self):
+        n = sum(v is not None for v in (self.height_m, self.unit, self.scale))
+        if n != 1:
+            raise ValueError("set exactly one of height_m, unit or scale")
+        return self
+
+
+class ScanConfig(_Model):
+    path: str = Field(description="file or glob (GLB/glTF, FBX, OBJ, PLY), relative to the config file")
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$",
+                           description="scan id; default: the file's folder name (or stem for globs)")
+    texture: str | None = Field(None, description="albedo image replacing the file's materials")
+    base_color: list[float] | None = Field(
+        None, min_length=3, max_length=3,
+        description="linear RGB albedo in [0, 1] replacing the file's materials (for scans without colour maps)")
+    roughness: float = Field(0.55, ge=0, le=1, description="roughness of the material made from texture/base_color")
+    normal_map: str | None = Field(None, description="tangent-space normal map used with texture/base_color")
+    size: ScanSize
+    head_height_m: float = Field(0.24, gt=0, description="height of the head region from the top, for target: head")
+    weight: float = Field(1.0, gt=0, description="relative frequency of this scan in the plan")
+
+    @model_validator(mode="after")
+    def _material(self):
+        if self.texture and self.base_color:
+            raise ValueError("set at most one of texture or base_color")
+        if self.base_color and not all(0 <= c <= 1 for c in self.base_color):
+            raise ValueError("base_color components must lie in [0, 1]")
+        return self
+
+
+class HdriConfig(_Model):
+    paths: list[str] = Field(["../hdris/*.hdr", "../hdris/*.exr"], min_length=1,
+                             description="files or globs of .hdr/.exr equirectangular maps")
+    rotation_deg: Distribution = Uniform(dist="uniform", low=0.0, high=360.0)
+    strength: Distribution = Constant(value=1.0)
+    background: Literal["visible", "transparent"] = "visible"
+
+
+class CameraConfig(_Model):
+    """Pinhole camera sampled around the subject. Angles in degrees, lengths in metres (focal in mm).
+
+    Exactly one of ``focal_length_mm`` / ``fov_deg`` (horizontal field of view) and exactly one of
+    ``distance_m`` / ``subject_fraction`` (height of the target region as a fraction of image height;
+    the distance follows from the focal length) must be given.
+    """
+
+    sensor_width_mm: float = Field(36.0, gt=0)
+    focal_length_mm: Distribution | None = None
+    fov_deg: Distribution | None = None
+    yaw_deg: Distribution = Constant(value=0.0)
+    pitch_deg: Distribution = Constant(value=0.0)
+    roll_deg: Distribution = Constant(value=0.0)
+    distance_m: Distribution | None = None
+    subject_fraction: Distribution | None = None
+    target: Literal["head", "center"] | list[float] = "head"
+    target_jitter_m: Distribution = Constant(value=0.0)
+
+    @model_validator(mode="after")
+    def _exclusive(self):
+        if (self.focal_length_mm is None) == (self.fov_deg is None):
+            raise ValueError("set exactly one of focal_length_mm or fov_deg")
+        if (self.distance_m is None) == (self.subject_fraction is None):
+            raise ValueError("set exactly one of distance_m or subject_fraction")
+        return self
+
+    @field_validator("focal_length_mm", "distance_m", "subject_fraction")
+    @classmethod
+    def _positive(cls, d):
+        if d is not None:
+            lo, _ = d.bounds()
+            if isinstance(d, Normal) and d.low is None:
+                raise ValueError("a normal distribution here needs a positive `low` truncation bound")
+            if lo is None or not (isinstance(lo, (int, float)) and lo > 0):
+                raise ValueError(f"must be > 0 for every sample, but can be {lo}")
+        return d
+
+    @field_validator("fov_deg")
+    @classmethod
+    def _fov(cls, d):
+        if d is not None:
+            lo, hi = d.bounds()
+            if not (isinstance(lo, (int, float)) and 0 < lo and hi < 180):
+                raise ValueError(f"field of view must lie in (0, 180) degrees, but can be [{lo}, {hi}]")
+        return d
+
+    @field_validator("pitch_deg")
+    @classmethod
+    def _pitch(cls, d):
+        lo, hi = d.bounds()
+        if not (isinstance(lo, (int, float)) and -85 <= lo and hi <= 85):
+            raise ValueError(f"pitch must stay within [-85, 85] degrees, but can be [{lo}, {hi}]")
+        return d
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v):
+        if isinstance(v, list) and len(v) != 3:
+            raise ValueError("target as a point needs 3 coordinates [x, y, z] in metres")
+        return v
+
+
+class FramingConfig(_Model):
+    """Accepted subject coverage (mean of the mask) per sample; outside it the sample is re-sampled."""
+
+    coverage_min: float = Field(0.02, ge=0, le=1)
+    coverage_max: float = Field(0.95, ge=0, le=1)
+    max_resamples: int = Field(10, ge=0)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.coverage_min > self.coverage_max:
+            raise ValueError("coverage_min must be <= coverage_max")
+        return self
+
+
+class RenderSettings(_Model):
+    width: int = Field(256, gt=0, le=16384)
+    height: int = Field(256, gt=0, le=16384)
+    samples: int = Field(32, gt=0, description="Cycles max samples per pixel")
+    adaptive_threshold: float = Field(0.02, ge=0, description="Cycles adaptive sampling noise threshold; 0 = off")
+    denoise: bool = True
+    max_bounces: int = Field(6, ge=0)
+    device: Literal["cpu"] = "cpu"
+    threads_per_worker: int = Field(1, ge=1, description="Cycles threads (and Ray CPUs) per worker")
+
+
+class OutputConfig(_Model):
+    dir: str = Field("out/portrait", description="output store; relative to the current directory")
+    previews: bool = Field(True, description="write _meta/previews/KEY.png (RGB | depth | mask)")
+
+
+class RenderConfig(_Model):
+    """A render job. See configs/portrait.yaml for a documented example."""
+
+    name: str = Field("portrait", pattern=r"^[A-Za-z0-9_-]+$")
+    seed: int = Field(0, ge=0)
+    num_samples: int = Field(8, gt=0)
+    workers: int | None = Field(None, gt=0, description="Ray render workers; default: CPUs / threads_per_worker")
+    scans: list[ScanConfig] = Field(min_length=1)
+    hdris: HdriConfig = HdriConfig()
+    camera: CameraConfig
+    framing: FramingConfig = FramingConfig()
+    render: RenderSettings = RenderSettings()
+    output: OutputConfig = OutputConfig()
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and resolution
+
+
+class ScanAsset(BaseModel):
+    """A resolved scan: absolute paths and its sizing rule."""
+
+    id: str
+    path: str
+    texture: str | None
+    base_color: list[float] | None
+    roughness: float
+    normal_map: str | None
+    size: ScanSize
+    head_height_m: float
+    weight: float
+
+
+class HdriAsset(BaseModel):
+    id: str
+    path: str
+
+
+class Job(BaseModel):
+    """A validated config plus the resolved asset lists; everything a worker needs."""
+
+    config: RenderConfig
+    config_path: str
+    scans: list[ScanAsset]
+    hdris: list[HdriAsset]
+
+
+def _fmt_loc(loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("constant", "uniform", "normal", "loguniform", "choice", "function-after[_check(), Normal]"):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<top level>"
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration ({exc.error_count()} error(s)):"]
+    for err in exc.errors():
+        loc = _fmt_loc([p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))])
+        val = err.get("input")
+        val_s = repr(val)
+        if len(val_s) > 80:
+            val_s = val_s[:77] + "..."
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {loc}: {msg} (got {val_s})")
+    return "\n".join(lines)
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    """Read a YAML mapping with ``yaml.safe_load``. Raises ConfigError naming the file and line."""
+    p = Path(path)
+    try:
+        text = p.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        raise ConfigError(f"{p}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def set_override(data: dict, dotted: str, value: Any) -> None:
+    """Set ``data['a']['b'] = value`` for ``dotted='a.b'`` (creating mappings as needed)."""
+    parts = dotted.split(".")
+    cur = data
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+        if not isinstance(cur, dict):
+            raise ConfigError(f"override {dotted}: {p} is not a mapping")
+    cur[parts[-1]] = value
+
+
+def _sniff(path: Path, kind: str) -> None:
+    """Cheap readability check of a scan or HDRI file by its header bytes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {kind} ({exc.strerror})") from exc
+    ext = path.suffix.lower()
+    ok = {
+        ".glb": head.startswith(b"glTF"),
+        ".gltf": head.lstrip()[:1] == b"{",
+        ".fbx": head.startswith(b"Kaydara FBX Binary") or head.lstrip().startswith(b";"),
+        ".obj": len(head) > 0 and b"\x00" not in head,
+        ".ply": head.startswith(b"ply"),
+        ".hdr": head.startswith(b"#?RADIANCE") or head.startswith(b"#?RGBE"),
+        ".exr": head.startswith(b"\x76\x2f\x31\x01"),
+    }[ext]
+    if not ok:
+        raise ConfigError(f"{path}: unreadable {kind}: content is not a valid {ext} file")
+
+
+def _expand(pattern: str, base: Path, key: str, exts: set[str], kind: str) -> list[Path]:
+    full = pattern if os.path.isabs(pattern) else str(base / pattern)
+    matches = sorted(Path(p).resolve() for p in glob.glob(full, recursive=True))
+    if not matches:
+        raise ConfigError(f"{key}: {pattern!r} matches no {kind} files (looked in {base})")
+    out = []
+    for m in matches:
+        if m.suffix.lower() not in exts:
+            if glob.has_magic(pattern):
+                continue
+            raise ConfigError(f"{key}: {m} is not a supported {kind} (expected one of {sorted(exts)})")
+        _sniff(m, kind)
+        out.append(m)
+    if not out:
+        raise ConfigError(f"{key}: {pattern!r} matches no {kind} files with extensions {sorted(exts)}")
+    return out
+
+
+def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Job:
+    """Load, validate and resolve a config file into a :class:`Job`.
+
+    Args:
+        config_path: YAML file.
+        overrides: dotted key -> value, applied before validation (CLI flags).
+
+    Raises:
+        ConfigError: malformed YAML, unknown keys, bad values, globs matching nothing, unreadable assets.
+    """
+    config_path = Path(config_path).resolve()
+    data = load_yaml(config_path)
+    for k, v in (overrides or {}).items():
+        set_override(data, k, v)
+    try:
+        cfg = RenderConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(config_path))) from None
+    base = config_path.parent
+
+    scans: list[ScanAsset] = []
+    for i, sc in enumerate(cfg.scans):
+        files = _expand(sc.path, base, f"scans[{i}].path", SCAN_EXTENSIONS, "scan")
+        for f in files:
+            sid = sc.id if (sc.id and len(files) == 1) else (f"{sc.id}_{f.stem}" if sc.id else None)
+            if sid is None:
+                sid = f.parent.name if len(files) == 1 else f"{f.parent.name}_{f.stem}"
+            sid = "".join(ch if (ch.isalnum() or ch in "_-") else "_" for ch in sid)
+            tex = nrm = None
+            if sc.texture:
+                tex = str((base / sc.texture).resolve())
+            if sc.normal_map:
+                nrm = str((base / sc.normal_map).resolve())
+            scans.append(ScanAsset(id=sid, path=str(f), texture=tex, normal_map=nrm, size=sc.size,
+                                   base_color=sc.base_color, roughness=sc.roughness,
+                                   head_height_m=sc.head_height_m, weight=sc.weight))
+    ids = [s.id for s in scans]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ConfigError(f"{config_path}: scans: duplicate scan id(s) {dup}; set distinct `id` keys")
+
+    hdris: list[HdriAsset] = []
+    seen = set()
+    for i, pat in enumerate(cfg.hdris.paths):
+        for f in _expand(pat, base, f"hdris.paths[{i}]", HDRI_EXTENSIONS, "HDRI"):
+            if f in seen:
+                continue
+            seen.add(f)
+            hid = "".join(ch if (ch.isalnum() or ch in "_-") else "_" for ch in f.stem)
+            hdris.append(HdriAsset(id=hid, path=str(f)))
+    return Job(config=cfg, config_path=str(config_path), scans=scans, hdris=hdris)
