@@ -341,6 +341,7 @@ class BlenderRenderer:
         img = self._hdri_images.get(path)
         if img is None:
             img = self._load_image(path, "Linear Rec.709")
+            img.use_fake_user = True  # survives orphans_purge when a scan is swapped
             self._hdri_images[path] = img
         self._env.image = img
         self._mapping.inputs["Rotation"].default_value = (0.0, 0.0, math.radians(rotation_deg))

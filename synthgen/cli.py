@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from . import __version__
 
 SUBCOMMANDS = [
     "synthgen.render",
+    "synthgen.qa",
 ]
 
 
@@ -42,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # e.g. `synthgen render --dry-run | head`
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("synthgen: interrupted", file=sys.stderr)
         return 130

@@ -300,6 +300,13 @@ def _sniff(path: Path, kind: str) -> None:
     }[ext]
     if not ok:
         raise ConfigError(f"{path}: unreadable {kind}: content is not a valid {ext} file")
+    size = path.stat().st_size
+    if ext == ".glb":  # header: magic, version, total length (little-endian uint32)
+        declared = int.from_bytes(head[8:12], "little")
+        if declared != size:
+            raise ConfigError(f"{path}: unreadable {kind}: GLB header declares {declared} bytes, file has {size} (truncated?)")
+    if ext == ".hdr" and b"\n\n" not in head and size < 64:
+        raise ConfigError(f"{path}: unreadable {kind}: Radiance header is incomplete")
 
 
 def _expand(pattern: str, base: Path, key: str, exts: set[str], kind: str) -> list[Path]:

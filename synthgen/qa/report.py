@@ -1,0 +1,231 @@
+"""QA report writers: ``report.json`` (Great-Expectations-like) and a self-contained ``report.html``.
+
+The HTML page is rendered with Jinja2 with autoescaping on, so every key, file name and record
+string is HTML-escaped; a Content-Security-Policy meta tag (``default-src 'none'``) forbids
+scripts, frames, fonts and remote loads, so nothing from the data can execute even if it slipped
+through. All images (matplotlib plots, contact-sheet tiles) are embedded as ``data:image/png``
+URIs, so the page opens from disk without companion files.
+
+``report.json`` shape (after Great Expectations' ``ExpectationSuiteValidationResult``)::
+
+    {"success": bool,
+     "statistics": {"evaluated_expectations", "successful_expectations",
+                    "unsuccessful_expectations", "success_percent", "samples", ...},
+     "results": [{"success", "expectation_config": {"expectation_type", "kwargs", "meta"},
+                  "result": {"element_count", "unexpected_count", "unexpected_percent",
+                             "observed_value", "partial_unexpected_list"},
+                  "exception_info": {...}}, ...],
+     "summary": {...}, "distributions": {...}, "meta": {...}}
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import write_bytes_atomic, write_json_atomic
+from .stats import METRICS, PIXEL_DEPTH_EDGES, QAAccumulator, Tile
+
+SOURCE_COLOURS = {"synthetic": "#1f77b4", "real": "#ff7f0e", "unknown": "#7f7f7f"}
+PLOT_GROUPS = [
+    ("Camera: focal length and field of view", ["focal_35mm", "focal_mm", "fov_x_deg", "fov_y_deg"]),
+    ("Camera: pose and distance", ["yaw_deg", "pitch_deg", "roll_deg", "camera_distance_m", "subject_depth_m"]),
+    ("Subject coverage", ["mask_fraction"]),
+    ("Depth", ["depth_min_m", "depth_max_m", "pixel_depth_m", "invalid_fraction"]),
+    ("Exposure and brightness", ["exposure_ev", "brightness", "clipped_fraction"]),
+]
+
+
+def _png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _fig_uri(fig) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return _png_uri(buf.getvalue())
+
+
+def plot_distribution(label: str, edges: np.ndarray, by_source: dict[str, Any], log: bool) -> str | None:
+    """One histogram plot, all sources on the same axes, each normalised to its own sample count
+    (fraction per bin), so synthetic and real compare directly. Returns a PNG data URI or None."""
+    from matplotlib.figure import Figure
+
+    series = {s: np.asarray(v["counts"], float) for s, v in by_source.items() if v["count"]}
+    if not series:
+        return None
+    nz = np.flatnonzero(np.sum([c for c in series.values()], axis=0))
+    lo, hi = max(int(nz[0]) - 2, 0), min(int(nz[-1]) + 3, len(edges) - 1)
+    fig = Figure(figsize=(4.4, 2.7))
+    ax = fig.add_subplot(111)
+    for src in ("synthetic", "real", "unknown"):
+        if src not in series:
+            continue
+        c = series[src]
+        frac = c / c.sum()
+        col = SOURCE_COLOURS[src]
+        ax.stairs(frac, edges, fill=True, alpha=0.3, color=col)
+        ax.stairs(frac, edges, color=col, linewidth=1.4, label=f"{src} (n={int(by_source[src]['count'])})")
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlim(edges[lo], edges[hi])
+    ax.set_xlabel(label, fontsize=8)
+    ax.set_ylabel("fraction", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return _fig_uri(fig)
+
+
+def plot_usage(title: str, counter: dict[tuple[str, str], int], top: int = 25) -> str | None:
+    """Horizontal bar chart of category usage (e.g. HDRI ids), stacked by source. PNG data URI or None."""
+    from matplotlib.figure import Figure
+
+    if not counter:
+        return None
+    totals: dict[str, int] = {}
+    for (name, _src), n in counter.items():
+        totals[name] = totals.get(name, 0) + n
+    names = sorted(totals, key=lambda k: (-totals[k], k))[:top][::-1]
+    fig = Figure(figsize=(4.4, max(1.6, 0.22 * len(names) + 0.9)))
+    ax = fig.add_subplot(111)
+    left = np.zeros(len(names))
+    for src in ("synthetic", "real", "unknown"):
+        vals = np.array([counter.get((n, src), 0) for n in names], float)
+        if vals.any():
+            ax.barh(range(len(names)), vals, left=left, color=SOURCE_COLOURS[src], label=src)
+            left += vals
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels([n if len(n) <= 28 else n[:27] + "…" for n in names], fontsize=7)
+    ax.set_xlabel(f"{title} — samples" + (f" (top {top})" if len(totals) > top else ""), fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return _fig_uri(fig)
+
+
+def build_plots(dist: dict[str, Any], acc: QAAccumulator) -> list[dict[str, Any]]:
+    """Plot groups for the page: ``[{"title", "plots": [{"name", "label", "uri" | None}]}]``."""
+    groups = []
+    for title, names in PLOT_GROUPS:
+        plots = []
+        for n in names:
+            d = dist[n]
+            uri = plot_distribution(d["label"], np.asarray(d["bin_edges"]), d["by_source"], d["log_bins"])
+            plots.append({"name": n, "label": d["label"], "uri": uri})
+        groups.append({"title": title, "plots": plots})
+    usage = []
+    for field, title in (("hdri", "HDRI usage"), ("scan", "scan usage")):
+        usage.append({"name": field, "label": title, "uri": plot_usage(title, dict(acc.counts[field]))})
+    groups.append({"title": "HDRI and scan usage", "plots": usage})
+    return groups
+
+
+def _tile_view(t: Tile) -> dict[str, Any]:
+    return {"key": t.key, "location": t.location, "split": t.split, "source": t.source,
+            "subject": t.subject, "score": t.score, "observed": t.observed, "failed": t.failed,
+            "uri": _png_uri(t.png)}
+
+
+def build_summary(acc: QAAccumulator, inputs: list[dict[str, Any]], input_problems: list[str],
+                  ignored: list[str], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts for the summary section (JSON-able)."""
+    c = acc.counts
+    splits = sorted({s for s, _ in c["split_source"]})
+    sources = [s for s in ("synthetic", "real", "unknown") if c["source"].get(s)]
+
+    def per(field, top=None):
+        totals: dict[str, dict[str, int]] = {}
+        for (name, src), n in c[field].items():
+            totals.setdefault(name, {})[src] = n
+        items = sorted(totals.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+        return {"distinct": len(items), "top": [{"name": k, "by_source": v, "total": sum(v.values())}
+                                                for k, v in (items[:top] if top else items)]}
+
+    quarantine: dict[str, int] = {}
+    for i in inputs:
+        for r, n in i["quarantine"].items():
+            quarantine[r] = quarantine.get(r, 0) + n
+    failures = [{"gate": r["expectation_config"]["meta"]["gate"], "unexpected": r["result"]["unexpected_count"],
+                 "element_count": r["result"]["element_count"]}
+                for r in results if not r["success"]]
+    return {
+        "samples": acc.n_occurrences,
+        "decoded": acc.n_decoded,
+        "by_source": {s: c["source"][s] for s in sources},
+        "splits": splits,
+        "sources": sources,
+        "by_split_source": {sp: {s: c["split_source"].get((sp, s), 0) for s in sources} for sp in splits},
+        "subjects": per("subject", 30),
+        "subject_leaks": acc.subject_leaks(),
+        "sensors": per("sensor", 30),
+        "hdris": per("hdri", 30),
+        "scans": per("scan", 30),
+        "inputs": inputs,
+        "quarantine_reasons": dict(sorted(quarantine.items(), key=lambda kv: -kv[1])),
+        "failed_gates": failures,
+        "input_problems": input_problems[:200],
+        "input_problem_count": len(input_problems),
+        "ignored_files": ignored[:50],
+        "ignored_file_count": len(ignored),
+    }
+
+
+def render_html(context: dict[str, Any]) -> str:
+    """Render ``templates/report.html.j2`` with autoescaping on."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["pct"] = lambda x: f"{100.0 * x:.1f} %"
+    return env.get_template("report.html.j2").render(**context)
+
+
+def write_report(out_dir: str | os.PathLike, acc: QAAccumulator, results: list[dict[str, Any]],
+                 summary: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """Write ``report.json`` and ``report.html`` atomically into ``out_dir``; returns the JSON document."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dist = acc.distributions()
+    n_ok = sum(1 for r in results if r["success"])
+    evaluated = [r for r in results if not r.get("skipped")]
+    stats = {
+        "evaluated_expectations": len(evaluated),
+        "successful_expectations": sum(1 for r in evaluated if r["success"]),
+        "unsuccessful_expectations": sum(1 for r in evaluated if not r["success"]),
+        "success_percent": 100.0 * sum(1 for r in evaluated if r["success"]) / len(evaluated) if evaluated else 100.0,
+        "samples": acc.n_occurrences,
+        "samples_decoded": acc.n_decoded,
+        "samples_by_source": summary["by_source"],
+        "samples_by_split": {sp: sum(v.values()) for sp, v in summary["by_split_source"].items()},
+    }
+    del n_ok
+    doc = {"success": all(r["success"] for r in results), "statistics": stats, "results": results,
+           "summary": summary, "distributions": dist, "meta": meta, "evaluation_parameters": {}}
+    write_json_atomic(out / "report.json", doc)
+
+    gate_views = []
+    for r in results:
+        name = r["expectation_config"]["meta"]["gate"]
+        gate_views.append({"name": name, "result": r, "worst": [_tile_view(t) for t in acc.worst_tiles(name)]})
+    ctx = {
+        "doc": doc, "summary": summary, "stats": stats, "meta": meta, "gates": gate_views,
+        "plot_groups": build_plots(dist, acc),
+        "random_tiles": [_tile_view(t) for t in acc.reservoir if t is not None],
+        "sample_n": acc.sample_n,
+    }
+    write_bytes_atomic(out / "report.html", render_html(ctx).encode("utf-8"))
+    return doc
+
+
+__all__ = ["write_report", "build_summary", "render_html", "plot_distribution", "plot_usage",
+           "METRICS", "PIXEL_DEPTH_EDGES"]

@@ -1,0 +1,173 @@
+"""Depth, camera, mask and scale contract of the renderer, with real Blender (bpy) in-process."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import yaml
+
+from synthgen.camera import intrinsics, look_at, orbit_position, project
+from synthgen.config import resolve_job
+from synthgen.contract import read_sample, verify_sample
+
+from conftest import SMOKE
+
+bpy = pytest.importorskip("bpy")
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    from synthgen.blender import BlenderRenderer
+
+    return BlenderRenderer(threads=2)
+
+
+def _primitive_scene(renderer):
+    """Drop the scan, return the renderer configured for flat-lit primitives."""
+    renderer.clear_scan()
+    for o in list(bpy.data.objects):
+        if o.name.startswith("test_"):
+            bpy.data.objects.remove(o, do_unlink=True)
+    renderer.configure(65, 49, samples=1, adaptive_threshold=0, denoise=False, max_bounces=0)
+
+
+def _add(obj_name: str):
+    o = bpy.context.active_object
+    o.name = obj_name
+    return o
+
+
+def test_plane_gives_planar_depth_everywhere(renderer):
+    _primitive_scene(renderer)
+    bpy.ops.mesh.primitive_plane_add(size=200, location=(0, 4.5, 0), rotation=(math.pi / 2, 0, 0))
+    _add("test_plane")
+    renderer.set_hdri(str(SMOKE.parent.parent / "hdris" / "studio_small_03_1k.hdr"), 0, 1)
+    c2w = look_at(np.zeros(3), np.array([0, 1.0, 0]))
+    renderer.set_camera(c2w, 24.0, 36.0)  # wide: corners are ~37° off axis, range would be 5.6 m
+    out = renderer.render(seed=1)
+    d = out["depth"]
+    assert d.shape == (49, 65) and d.dtype == np.float32
+    assert np.all(np.abs(d / 4.5 - 1) < 1e-4), (d.min(), d.max())
+    for corner in (d[0, 0], d[0, -1], d[-1, 0], d[-1, -1]):
+        assert abs(corner - 4.5) < 4.5e-4
+    assert np.all(out["mask"] > 0.999)
+
+
+def test_sphere_depth_at_centre_pixel(renderer):
+    _primitive_scene(renderer)
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=0.5, location=(0, 3.0, 0), segments=128, ring_count=64)
+    _add("test_sphere")
+    bpy.ops.object.shade_smooth()
+    c2w = look_at(np.zeros(3), np.array([0, 1.0, 0]))
+    renderer.set_camera(c2w, 50.0, 36.0)
+    out = renderer.render(seed=1)
+    d = out["depth"]
+    centre = d[24, 32]  # principal point (W-1)/2, (H-1)/2 = (32, 24)
+    assert abs(centre - 2.5) / 2.5 < 1e-3, centre
+    assert d[0, 0] == 0 and out["mask"][0, 0] == 0  # background: depth 0, mask 0
+    # analytic planar depth of the sphere along pixel rays, away from the silhouette
+    K = intrinsics(50.0, 36.0, 65, 49)
+    v, u = np.mgrid[0:49, 0:65]
+    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u, float)], -1)
+    # ray t*(x,y,1) hits |p - (0,0,3)| = 0.5 ; planar depth is t
+    a = (rays ** 2).sum(-1)
+    b = -2 * 3.0
+    c = 9.0 - 0.25
+    disc = b * b - 4 * a * c
+    inside = disc > 0.3  # disc is at most 1 (on axis) and 0 at the silhouette: well inside
+    t = (-b - np.sqrt(np.where(inside, disc, 0))) / (2 * a)
+    assert inside.sum() > 50
+    assert np.max(np.abs(d[inside] - t[inside]) / t[inside]) < 5e-3
+
+
+@pytest.fixture(scope="module")
+def head_sample(renderer, tmp_path_factory):
+    """One 128×128 render of the LeePerrySmith head, written through the contract."""
+    from synthgen.worker import render_sample
+
+    _primitive_scene(renderer)
+    job = resolve_job(SMOKE, {"render.width": 128, "render.height": 128, "render.samples": 8,
+                               "scans": yaml.safe_load(SMOKE.read_text())["scans"][:1]})
+    out = tmp_path_factory.mktemp("head")
+    res = render_sample(renderer, job, 0, out)
+    return job, out, res
+
+
+def test_camera_record_reprojects_scan_vertices(renderer, head_sample):
+    job, out, res = head_sample
+    s = read_sample(out, res["key"])
+    cam = s.record["camera"]
+    K, c2w = np.array(cam["K"]), np.array(cam["camera_to_world"])
+    W, H = s.record["image"]["width"], s.record["image"]["height"]
+    assert math.isclose(K[0, 0], cam["focal_length_mm"] * W / cam["sensor_width_mm"], rel_tol=1e-12)
+    assert K[0, 2] == (W - 1) / 2 and K[1, 2] == (H - 1) / 2
+    verts = renderer.mesh_vertices_world()
+    uv, z = project(verts, K, c2w)
+    px = np.round(uv).astype(int)
+    inb = (px[:, 0] >= 2) & (px[:, 0] < W - 2) & (px[:, 1] >= 2) & (px[:, 1] < H - 2) & (z > 0)
+    # visibility by ray casting in Blender, independent of the depth pass
+    dg = bpy.context.evaluated_depsgraph_get()
+    from mathutils import Vector
+
+    origin = c2w[:3, 3]
+    idx = np.flatnonzero(inb)[:: max(1, inb.sum() // 800)]
+    visible = []
+    for i in idx:
+        dvec = verts[i] - origin
+        dist = np.linalg.norm(dvec)
+        hit, loc, *_ = bpy.context.scene.ray_cast(dg, Vector(origin), Vector(dvec / dist), distance=dist + 1e-3)
+        if hit and np.linalg.norm(np.array(loc) - verts[i]) < 2e-3:
+            visible.append(i)
+    visible = np.array(visible)
+    assert len(visible) > 100
+    # keep vertices whose 3x3 pixel neighbourhood is fully covered (not on a silhouette) and free of
+    # depth discontinuities (nose over cheek), where a pixel's depth is not one surface's
+    m, d = s.mask, s.depth
+    cov = np.array([m[y - 1:y + 2, x - 1:x + 2].min() for x, y in px[visible]])
+    smooth = np.array([np.ptp(d[y - 1:y + 2, x - 1:x + 2]) < 0.02 * max(d[y, x], 1e-6) for x, y in px[visible]])
+    sel = visible[(cov > 0.99) & smooth]
+    rel = np.abs(s.depth[px[sel, 1], px[sel, 0]] - z[sel]) / z[sel]
+    assert len(sel) > 80
+    assert np.median(rel) < 0.003 and np.mean(rel < 0.01) > 0.95, (np.median(rel), np.mean(rel < 0.01))
+
+
+def test_mask_agrees_with_depth(head_sample):
+    job, out, res = head_sample
+    s = read_sample(out, res["key"])
+    valid = s.depth > 0
+    from scipy.ndimage import binary_erosion
+
+    interior = binary_erosion(valid, iterations=2)
+    background = binary_erosion(~valid, iterations=2)
+    assert interior.sum() > 500 and background.sum() > 500
+    assert s.mask[interior].min() > 0.95
+    assert s.mask[background].max() < 0.05
+    edge = (s.mask > 0.05) & (s.mask < 0.95)
+    assert edge.sum() > 0, "mask should be anti-aliased at the silhouette"
+    assert verify_sample(out, res["key"]) == []
+
+
+def test_scan_is_normalised_to_metric_height(renderer, head_sample):
+    job, out, res = head_sample
+    s = read_sample(out, res["key"])
+    want = job.scans[0].size.height_m
+    verts = renderer.mesh_vertices_world()
+    assert abs((verts[:, 2].max() - verts[:, 2].min()) - want) < 1e-6
+    assert abs(s.record["render"]["scan"]["scale_applied"] * 7.945 - want) / want < 0.01  # LPS is ~7.945 units tall
+    # back-project the depth map: the subject's metric extent comes out of the depth itself
+    K, c2w = np.array(s.record["camera"]["K"]), np.array(s.record["camera"]["camera_to_world"])
+    v, u = np.nonzero(s.depth > 0)
+    zz = s.depth[v, u]
+    pc = np.stack([(u - K[0, 2]) / K[0, 0] * zz, (v - K[1, 2]) / K[1, 1] * zz, zz], -1)
+    pw = pc @ c2w[:3, :3].T + c2w[:3, 3]
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(verts).query(pw)
+    assert np.median(dist) < 0.004, np.median(dist)  # depth lands on the metric mesh surface
+    # the same cloud with depth off by 5 % would miss the surface by centimetres
+    dist_wrong, _ = cKDTree(verts).query(pc * 1.05 @ c2w[:3, :3].T + c2w[:3, 3])
+    assert np.median(dist_wrong) > 3 * np.median(dist)
+    depth_range = zz.max() - zz.min()
+    assert 0.05 < depth_range < np.linalg.norm(np.ptp(verts, axis=0))  # a head's relief, in metres
