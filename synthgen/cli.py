@@ -17,7 +17,9 @@ from . import __version__
 
 SUBCOMMANDS = [
     "synthgen.render",
+    "synthgen.ingest.cli",
     "synthgen.qa",
+    "synthgen.shard",
 ]
 
 

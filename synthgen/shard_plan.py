@@ -49,6 +49,9 @@ class ShardInputError(ValueError):
             + ("\n  ..." if len(self.problems) > 50 else ""))
         super().__init__(head)
 
+    def __reduce__(self):  # keep ``problems`` when pickled (Ray tasks)
+        return (type(self), (self.problems,))
+
 
 @dataclass(slots=True)
 class Item:
@@ -127,7 +130,7 @@ def parse_size(text: str) -> int:
     if unit not in mult:
         raise ShardInputError(f"--shard-size {text!r}: unknown unit {m.group(2)!r}")
     size = int(num * mult[unit])
-    if size < 64 * 1024:
+    if size < 64_000:
         raise ShardInputError(f"--shard-size {text!r}: must be at least 64KB")
     return size
 
@@ -351,9 +354,9 @@ def apply_mix(split: str, items: list[Item], ratio: dict[str, float] | None, see
               stores: list[str]) -> tuple[list[Item], list[dict[str, Any]]]:
     """Down-sample the over-represented source of one split to reach ``ratio`` (source -> fraction).
 
-    Keeps as many samples as possible: the kept total ``T`` is the largest with
-    ``round(ratio_src * T) <= available_src`` for every source; which samples are dropped is a
-    seeded random choice. Returns ``(kept, excluded)`` where excluded entries carry the reason.
+    Keeps as many samples as possible: with ``T = min over sources of available_src / ratio_src``
+    each source keeps ``min(available_src, round(ratio_src * T))`` samples; which samples are
+    dropped is a seeded random choice. Returns ``(kept, excluded)`` where excluded entries carry the reason.
 
     Raises:
         ShardInputError: the split lacks a source that the ratio asks for.
@@ -371,7 +374,7 @@ def apply_mix(split: str, items: list[Item], ratio: dict[str, float] | None, see
             f"{', '.join(f'{s}={ratio[s]:g}' for s in SOURCES)} but the split has no {' or '.join(missing)} "
             f"samples ({have})")
     total = min(len(by_src[s]) / ratio[s] for s in SOURCES if ratio[s] > 0)
-    keep = {s: min(len(by_src[s]), int(math.floor(ratio[s] * total + 1e-9))) for s in SOURCES}
+    keep = {s: min(len(by_src[s]), int(math.floor(ratio[s] * total + 0.5))) for s in SOURCES}
     kept, excluded = [], []
     target = ", ".join(f"{s}={ratio[s]:g}" for s in SOURCES)
     for s in SOURCES:

@@ -29,3 +29,25 @@ def smoke_store(tmp_path_factory) -> Path:
     res = run_cli("render", "--config", str(SMOKE), "--out", str(out), "--no-progress")
     assert res.returncode == 0, res.stderr[-4000:]
     return out
+
+
+_EXIT_STATUS = {"code": 0}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS["code"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Leave without running C++ static destructors when bpy was loaded in this process.
+
+    bpy 4.5's "delayed close" file thread (started e.g. by importing a .gltf with external
+    images) deadlocks in its GlobalState destructor at process exit (the main thread waits in
+    ``pthread_cond_destroy`` while the thread waits on the condition). pytest has printed its
+    summary by now, so we flush and ``os._exit`` with pytest's own exit status.
+    """
+    if "bpy" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS["code"])

@@ -171,3 +171,99 @@ def test_scan_is_normalised_to_metric_height(renderer, head_sample):
     assert np.median(dist_wrong) > 3 * np.median(dist)
     depth_range = zz.max() - zz.min()
     assert 0.05 < depth_range < np.linalg.norm(np.ptp(verts, axis=0))  # a head's relief, in metres
+
+
+def _tiny_job(**overrides):
+    base = {"render.width": 48, "render.height": 48, "render.samples": 2}
+    base.update(overrides)
+    return resolve_job(SMOKE, base)
+
+
+@pytest.mark.parametrize("ext", [".obj", ".ply", ".gltf"])
+def test_imports_obj_ply_gltf_and_normalises_them(renderer, tmp_path, ext):
+    """Export the head scan to another format with Blender, then load it like a user's scan."""
+    from synthgen.config import ScanAsset, ScanSize
+
+    job = _tiny_job()
+    lps = job.scans[0]
+    renderer.load_scan(lps)
+    bpy.ops.object.select_all(action="DESELECT")
+    for o in renderer._meshes:
+        o.select_set(True)
+    path = str(tmp_path / f"head{ext}")
+    if ext == ".obj":
+        bpy.ops.wm.obj_export(filepath=path, export_selected_objects=True, export_materials=False)
+    elif ext == ".ply":
+        bpy.ops.wm.ply_export(filepath=path, export_selected_objects=True)
+    else:
+        bpy.ops.export_scene.gltf(filepath=path, export_format="GLTF_SEPARATE", use_selection=True)
+    asset = ScanAsset(id=f"head_{ext[1:]}", path=path, texture=lps.texture, base_color=None, roughness=0.5,
+                      normal_map=None, size=ScanSize(height_m=0.3), head_height_m=0.24, weight=1)
+    info = renderer.load_scan(asset)
+    assert info["id"] == asset.id and info["num_vertices"] >= 9000
+    assert abs(info["bbox_max_m"][2] - 0.3) < 1e-6 and abs(info["bbox_min_m"][2]) < 1e-6
+
+
+def test_unit_size_rule_records_scale(renderer):
+    from synthgen.config import ScanSize
+
+    asset = _tiny_job().scans[0].model_copy(update={"id": "lps_cm", "size": ScanSize(unit="cm")})
+    info = renderer.load_scan(asset)
+    assert info["scale_applied"] == 0.01
+    assert abs(info["bbox_max_m"][2] - 0.07945) < 0.001  # ~7.945 file units tall, read as centimetres
+
+
+def test_missing_texture_warns_and_uses_neutral_material(renderer, tmp_path, caplog):
+    from synthgen.worker import render_sample
+
+    job = _tiny_job(num_samples=1)
+    job.scans[0] = job.scans[0].model_copy(update={"id": "lps_missing_tex", "texture": str(tmp_path / "nope.jpg")})
+    job.scans = job.scans[:1]
+    res = render_sample(renderer, job, 0, tmp_path / "store")
+    warnings = res["record"]["render"]["scan"]["warnings"]
+    assert len(warnings) == 1 and "nope.jpg" in warnings[0] and "neutral" in warnings[0]
+    assert "nope.jpg" in caplog.text
+    s = read_sample(tmp_path / "store", res["key"])
+    assert s.mask.mean() > 0.05
+
+
+def test_transparent_background_and_fov_spec(renderer, tmp_path):
+    from synthgen.worker import render_sample
+
+    job = _tiny_job(**{"num_samples": 1, "hdris.background": "transparent",
+                       "camera.focal_length_mm": None, "camera.fov_deg": 40})
+    job.scans = job.scans[:1]
+    res = render_sample(renderer, job, 0, tmp_path)
+    s = read_sample(tmp_path, res["key"])
+    cam = s.record["camera"]
+    assert abs(cam["fov_x_deg"] - 40) < 1e-9
+    assert abs(cam["focal_length_mm"] - 18 / math.tan(math.radians(20))) < 1e-9
+    bg = s.mask == 0
+    assert bg.sum() > 100 and np.abs(s.rgb[bg]).max() == 0
+    assert s.record["render"]["hdri"]["background"] == "transparent"
+
+
+def test_framing_resamples_are_counted(renderer, tmp_path):
+    from synthgen.worker import FramingError, render_sample
+
+    job = _tiny_job(**{"num_samples": 20, "framing.coverage_min": 0.15, "framing.coverage_max": 1.0,
+                       "camera.subject_fraction": {"dist": "choice", "values": [0.05, 0.9]}})
+    job.scans = job.scans[:1]
+    found = None
+    for i in range(20):
+        from synthgen.sampling import sample_params
+
+        if sample_params(job, i, 0)["subject_fraction"] == 0.05:  # first attempt is far too small
+            found = i
+            break
+    assert found is not None
+    res = render_sample(renderer, job, found, tmp_path)
+    r = res["record"]["render"]
+    assert r["resamples"] >= 1 and r["attempt"] == r["resamples"]
+    assert all(rej["coverage"] < 0.15 for rej in r["rejected"])
+    assert res["record"]["mask"]["coverage"] >= 0.15
+    never = _tiny_job(**{"framing.coverage_min": 0.99, "framing.coverage_max": 1.0, "framing.max_resamples": 1})
+    never.scans = never.scans[:1]
+    with pytest.raises(FramingError, match="coverage stayed outside"):
+        render_sample(renderer, never, 0, tmp_path / "never")
+    assert not (tmp_path / "never").exists() or not list((tmp_path / "never").glob("*.json"))

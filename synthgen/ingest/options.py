@@ -16,7 +16,7 @@ class Thresholds(BaseModel):
         max_out_of_range: largest allowed fraction of valid depth pixels outside the sensor's
             near/far range (metric depth only).
         max_timestamp_skew_s: largest allowed |t_rgb - t_depth| in seconds for associated pairs.
-        max_clipped: largest allowed fraction of pixels with a channel at 0 or 255 (8-bit RGB)
+        max_clipped: largest allowed fraction of pixels whose channels are all 255 (or all 0) in 8-bit sRGB
             — over- or under-exposure.
         min_sharpness: smallest allowed variance of the Laplacian of the 8-bit grey image (blur
             check, Pech-Pacheco et al. 2000); 0 disables it.

@@ -22,7 +22,7 @@ log = logging.getLogger("synthgen.qa")
 
 def run_qa(paths: list[str], out: str | Path, gates_file: str | None = None, sample_n: int = 24,
            worst_n: int = 8, seed: int = 0, progress: bool = True, command: str | None = None,
-           max_listed: int = 100) -> dict[str, Any]:
+           max_listed: int = 100, html: bool = True) -> dict[str, Any]:
     """Build a QA report for ``paths`` into ``out`` in one streaming pass.
 
     Args:
@@ -32,6 +32,7 @@ def run_qa(paths: list[str], out: str | Path, gates_file: str | None = None, sam
         sample_n: random contact-sheet size (reservoir sample).
         worst_n: contact-sheet tiles per gate.
         seed: reservoir seed (same inputs + seed = same pictures).
+        html: also write ``report.html`` (plots and contact sheets); False writes only ``report.json``.
 
     Returns:
         The ``report.json`` document.
@@ -44,13 +45,16 @@ def run_qa(paths: list[str], out: str | Path, gates_file: str | None = None, sam
 
     from .gates import load_gates
     from .report import build_summary, write_report
-    from .sources import InputError, count_samples, decode, iter_shards, iter_store, parse_input, read_meta
+    from .sources import (InputError, InputProblems, count_samples, decode, iter_shards, iter_store, parse_input,
+                          read_meta, shard_files)
     from .stats import QAAccumulator
 
     gates = load_gates(gates_file)
     specs = [parse_input(p) for p in paths]
-    acc = QAAccumulator(gates, sample_n=sample_n, worst_n=worst_n, seed=seed, max_listed=max_listed)
-    problems: list[str] = []
+    acc = QAAccumulator(gates, sample_n=sample_n if html else 0, worst_n=worst_n if html else 0, seed=seed,
+                        max_listed=max_listed)
+    problems = InputProblems()
+    n_files = 0
     ignored: list[str] = []
     inputs = []
     t0 = time.perf_counter()
@@ -64,19 +68,31 @@ def run_qa(paths: list[str], out: str | Path, gates_file: str | None = None, sam
             for raw in it:
                 acc.add(decode(raw))
                 bar.update(1)
+            if spec.kind == "store":
+                n_files += 1
+            else:
+                tars = shard_files(spec.path)
+                n_files += len(tars) + len((meta["manifest"] or {}).get("shards_missing", []))
+                expected = (meta["manifest"] or {}).get("samples_per_shard", {})
+                for t in tars:
+                    want, got = expected.get(str(t)), acc.counts["location"].get(str(t), 0)
+                    if want is not None and int(want) != got:
+                        problems.error(f"{t}: manifest.json lists {want} samples, read {got}")
+                    elif meta["manifest"] is not None and str(t) not in expected:
+                        problems.error(f"{t}: not listed in manifest.json")
             inputs.append({"path": str(spec.path), "kind": spec.kind, "split": spec.split,
                            "samples": acc.n_occurrences - before, **meta})
     if acc.n_occurrences == 0:
         raise InputError("no samples found in " + ", ".join(str(s.path) for s in specs))
-    results = acc.finish_gates()
-    summary = build_summary(acc, inputs, problems, ignored, results)
+    results = acc.finish_gates(n_files, problems.errors)
+    summary = build_summary(acc, inputs, problems.errors + problems.notes, ignored, results)
     meta = {"synthgen_version": __version__,
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "command": command or "synthgen qa " + " ".join(shlex.quote(p) for p in paths),
             "inputs": [str(s.path) for s in specs], "gates_file": str(gates_file) if gates_file else None,
             "gates": gates.model_dump(), "sample_n": sample_n, "worst_n": worst_n, "seed": seed,
             "scan_seconds": round(time.perf_counter() - t0, 3)}
-    doc = write_report(out, acc, results, summary, meta)
+    doc = write_report(out, acc, results, summary, meta, html=html)
     return doc
 
 
@@ -97,11 +113,13 @@ def print_summary(doc: dict[str, Any], out: Path, stream=sys.stdout) -> None:
         line = f"  {'PASS' if r['success'] else 'FAIL'}  {g}: {res['unexpected_count']}/{res['element_count']} unexpected"
         if not r["success"] and res["partial_unexpected_list"]:
             u = res["partial_unexpected_list"][0]
-            line += f" (e.g. {u.get('key', u.get('subject'))}: {u.get('observed', u.get('splits'))})"
+            ident = u.get("key") or u.get("subject")
+            line += f" (e.g. {ident + ': ' if ident else ''}{u.get('observed', u.get('splits'))})"
         print(line, file=stream)
     verdict = "PASS" if doc["success"] else "FAIL"
+    files = " and ".join(str(out / f) for f in ("report.html", "report.json") if (out / f).exists())
     print(f"{verdict}: {st['successful_expectations']}/{st['evaluated_expectations']} gates passed; "
-          f"report: {out / 'report.html'} and {out / 'report.json'}", file=stream)
+          f"report: {files}", file=stream)
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -124,9 +142,12 @@ def _cmd(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         doc = run_qa(args.paths, out, args.gates, sample_n=args.sample, worst_n=args.worst, seed=args.seed,
-                     progress=not args.no_progress,
+                     progress=not args.no_progress, html=not args.no_html,
                      command="synthgen " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (InputError, GatesError) as exc:
+        print(f"synthgen qa: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. the report folder cannot be written
         print(f"synthgen qa: {exc}", file=sys.stderr)
         return 2
     print_summary(doc, out)
@@ -151,6 +172,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--worst", type=int, default=8, metavar="N", help="worst samples shown per gate (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random sample (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-html", action="store_true",
+                   help="write only report.json (gates and statistics; faster, for CI)")
     p.add_argument("--print-gates", action="store_true", help="print the effective gates as YAML and exit")
     p.set_defaults(func=_cmd)
     return p

@@ -36,6 +36,12 @@ class _Gate(BaseModel):
                           description="fraction of evaluated samples that must pass for the gate to succeed")
 
 
+class InputsReadable(_Gate):
+    """Every input is readable: no damaged or truncated tar, no shard listed in ``manifest.json``
+    but missing, per-shard sample counts equal to the manifest's, readable quarantine lists.
+    Evaluated per input file (store folder or tar)."""
+
+
 class RecordsValid(_Gate):
     """Record parses and follows the contract schema, its key matches the file name, member sha256
     matches the record, members decode and their shapes agree."""
@@ -112,6 +118,7 @@ class CameraConsistent(_Gate):
 class Gates(BaseModel):
     """All gates, in report order."""
     model_config = ConfigDict(extra="forbid")
+    inputs_readable: InputsReadable = InputsReadable()
     records_valid: RecordsValid = RecordsValid()
     members_complete: MembersComplete = MembersComplete()
     depth_finite: DepthFinite = DepthFinite()
@@ -128,6 +135,7 @@ class Gates(BaseModel):
 
 
 EXPECTATION_TYPES = {
+    "inputs_readable": "expect_inputs_to_be_readable",
     "records_valid": "expect_sample_records_to_be_valid",
     "members_complete": "expect_samples_to_have_all_members",
     "depth_finite": "expect_depth_values_to_be_finite",

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import write_bytes_atomic, write_json_atomic
-from .stats import METRICS, PIXEL_DEPTH_EDGES, QAAccumulator, Tile
+from .stats import QAAccumulator, Tile
 
 SOURCE_COLOURS = {"synthetic": "#1f77b4", "real": "#ff7f0e", "unknown": "#7f7f7f"}
 PLOT_GROUPS = [
@@ -64,7 +64,7 @@ def plot_distribution(label: str, edges: np.ndarray, by_source: dict[str, Any], 
         return None
     nz = np.flatnonzero(np.sum([c for c in series.values()], axis=0))
     lo, hi = max(int(nz[0]) - 2, 0), min(int(nz[-1]) + 3, len(edges) - 1)
-    fig = Figure(figsize=(4.4, 2.7))
+    fig = Figure(figsize=(3.9, 2.5))
     ax = fig.add_subplot(111)
     for src in ("synthetic", "real", "unknown"):
         if src not in series:
@@ -75,13 +75,21 @@ def plot_distribution(label: str, edges: np.ndarray, by_source: dict[str, Any], 
         ax.stairs(frac, edges, fill=True, alpha=0.3, color=col)
         ax.stairs(frac, edges, color=col, linewidth=1.4, label=f"{src} (n={int(by_source[src]['count'])})")
     if log:
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        if edges[hi] / edges[lo] < 30:  # less than ~1.5 decades: label 2x and 5x too
+            ax.xaxis.set_minor_formatter(FuncFormatter(
+                lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+        else:
+            ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlim(edges[lo], edges[hi])
     ax.set_xlabel(label, fontsize=8)
     ax.set_ylabel("fraction", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.15, right=0.97, bottom=0.19, top=0.96)
     return _fig_uri(fig)
 
 
@@ -95,19 +103,23 @@ def plot_usage(title: str, counter: dict[tuple[str, str], int], top: int = 25) -
     for (name, _src), n in counter.items():
         totals[name] = totals.get(name, 0) + n
     names = sorted(totals, key=lambda k: (-totals[k], k))[:top][::-1]
-    fig = Figure(figsize=(4.4, max(1.6, 0.22 * len(names) + 0.9)))
+    fig = Figure(figsize=(3.9, max(1.6, 0.22 * len(names) + 0.9)))
     ax = fig.add_subplot(111)
     left = np.zeros(len(names))
+    n_src = 0
     for src in ("synthetic", "real", "unknown"):
         vals = np.array([counter.get((n, src), 0) for n in names], float)
         if vals.any():
             ax.barh(range(len(names)), vals, left=left, color=SOURCE_COLOURS[src], label=src)
             left += vals
+            n_src += 1
     ax.set_yticks(range(len(names)))
-    ax.set_yticklabels([n if len(n) <= 28 else n[:27] + "…" for n in names], fontsize=7)
+    # data strings reach matplotlib as plain text: escape "$" so mathtext never parses them
+    ax.set_yticklabels([(n if len(n) <= 28 else n[:27] + "…").replace("$", r"\$") for n in names], fontsize=7)
     ax.set_xlabel(f"{title} — samples" + (f" (top {top})" if len(totals) > top else ""), fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
-    ax.legend(fontsize=7, frameon=False)
+    if n_src > 1:
+        ax.legend(fontsize=7, frameon=False, loc="lower right")
     fig.tight_layout()
     return _fig_uri(fig)
 
@@ -191,12 +203,12 @@ def render_html(context: dict[str, Any]) -> str:
 
 
 def write_report(out_dir: str | os.PathLike, acc: QAAccumulator, results: list[dict[str, Any]],
-                 summary: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
-    """Write ``report.json`` and ``report.html`` atomically into ``out_dir``; returns the JSON document."""
+                 summary: dict[str, Any], meta: dict[str, Any], html: bool = True) -> dict[str, Any]:
+    """Write ``report.json`` and (when ``html``) ``report.html`` atomically into ``out_dir``;
+    returns the JSON document."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dist = acc.distributions()
-    n_ok = sum(1 for r in results if r["success"])
     evaluated = [r for r in results if not r.get("skipped")]
     stats = {
         "evaluated_expectations": len(evaluated),
@@ -208,10 +220,11 @@ def write_report(out_dir: str | os.PathLike, acc: QAAccumulator, results: list[d
         "samples_by_source": summary["by_source"],
         "samples_by_split": {sp: sum(v.values()) for sp, v in summary["by_split_source"].items()},
     }
-    del n_ok
     doc = {"success": all(r["success"] for r in results), "statistics": stats, "results": results,
            "summary": summary, "distributions": dist, "meta": meta, "evaluation_parameters": {}}
     write_json_atomic(out / "report.json", doc)
+    if not html:
+        return doc
 
     gate_views = []
     for r in results:
@@ -227,5 +240,4 @@ def write_report(out_dir: str | os.PathLike, acc: QAAccumulator, results: list[d
     return doc
 
 
-__all__ = ["write_report", "build_summary", "render_html", "plot_distribution", "plot_usage",
-           "METRICS", "PIXEL_DEPTH_EDGES"]
+__all__ = ["write_report", "build_summary", "render_html", "plot_distribution", "plot_usage"]

@@ -51,6 +51,22 @@ class InputError(ValueError):
     """A QA input path is missing or is neither a sample store nor a shard folder."""
 
 
+class InputProblems:
+    """Problems with the inputs themselves (not with one sample): ``errors`` (damaged or missing
+    shards, manifest disagreements, unreadable lists; they fail the ``inputs_readable`` gate) and
+    ``notes`` (informational: no manifest, non-standard names, unknown tar members)."""
+
+    def __init__(self):
+        self.errors: list[str] = []
+        self.notes: list[str] = []
+
+    def error(self, msg: str) -> None:
+        self.errors.append(msg)
+
+    def note(self, msg: str) -> None:
+        self.notes.append(msg)
+
+
 @dataclass
 class InputSpec:
     """One command-line input: ``path``, optional split override, and its kind (store or shards)."""
@@ -79,6 +95,7 @@ class RawSample:
     key: str
     members: dict[str, bytes]
     source_kind: str
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -122,7 +139,8 @@ def parse_input(arg: str) -> InputSpec:
         raise InputError(f"{path}: not a folder (expected a sample store or a shard folder)")
     names = os.listdir(path)
     tars = [n for n in names if n.endswith(".tar")]
-    samples = [n for n in names if n.split(".", 1)[-1] in KNOWN_EXTS and "." in n]
+    samples = [n for n in names if "." in n and n.split(".", 1)[1] in KNOWN_EXTS
+               and (n.split(".", 1)[1] != "json" or not tars)]  # manifest.json is not a sample
     if tars and not samples:
         return InputSpec(path, split, "shards")
     if samples:
@@ -204,10 +222,10 @@ def shard_files(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.suffix == ".tar" and p.is_file())
 
 
-def iter_shards(spec: InputSpec, problems: list[str]) -> Iterator[RawSample]:
+def iter_shards(spec: InputSpec, problems: InputProblems) -> Iterator[RawSample]:
     """Yield the samples of every tar in a shard folder, streaming each tar once.
 
-    Unreadable tars and members with unknown extensions are appended to ``problems``.
+    Damaged tars are reported as ``problems`` errors, members with unknown extensions as notes.
     """
     for tar_path in shard_files(spec.path):
         m = SHARD_RE.match(tar_path.name)
@@ -215,40 +233,44 @@ def iter_shards(spec: InputSpec, problems: list[str]) -> Iterator[RawSample]:
             split = spec.split or m.group("split")
         else:
             split = spec.split or tar_path.stem
-            problems.append(f"{tar_path}: name does not follow {{split}}-{{shard:06d}}.tar; split taken as {split!r}")
+            problems.note(f"{tar_path}: name does not follow {{split}}-{{shard:06d}}.tar; split taken as {split!r}")
         try:
             with tarfile.open(tar_path, "r|*") as tf:
-                cur_key, members = None, {}
+                cur_key, members, damaged = None, {}, []
                 for ti in tf:
                     if not ti.isfile():
                         continue
                     base = ti.name.rsplit("/", 1)[-1]
                     k, _, ext = base.partition(".")
                     if ext not in KNOWN_EXTS or not KEY_RE.match(k):
-                        problems.append(f"{tar_path}: member {ti.name!r} is not a sample member; ignored")
+                        problems.note(f"{tar_path}: member {ti.name!r} is not a sample member; ignored")
                         continue
                     data = tf.extractfile(ti).read()
-                    if k != cur_key:
+                    if k != cur_key or ext in members:  # new key, or the same key again: next sample
                         if cur_key is not None:
-                            yield RawSample(str(tar_path), split, cur_key, members, "shard")
-                        cur_key, members = k, {}
-                    if ext in members:  # same key twice in a row: a second occurrence
-                        yield RawSample(str(tar_path), split, cur_key, members, "shard")
-                        members = {}
+                            yield RawSample(str(tar_path), split, cur_key, members, "shard", damaged)
+                        cur_key, members, damaged = k, {}, []
+                    if len(data) != ti.size:
+                        damaged.append(f"{tar_path}: member {ti.name} truncated ({len(data)} of {ti.size} bytes)")
+                        problems.error(damaged[-1])
                     members[ext] = data
                 if cur_key is not None:
-                    yield RawSample(str(tar_path), split, cur_key, members, "shard")
+                    yield RawSample(str(tar_path), split, cur_key, members, "shard", damaged)
+                if tar_path.stat().st_size < tf.offset + 1024:
+                    problems.error(f"{tar_path}: unreadable tar (ends without the end-of-archive marker: "
+                                    "truncated?); samples after the damage are not read")
         except (tarfile.TarError, OSError, EOFError) as exc:
-            problems.append(f"{tar_path}: unreadable tar ({exc}); samples after the damage are not read")
+            problems.error(f"{tar_path}: unreadable tar ({exc}); samples after the damage are not read")
 
 
-def read_meta(spec: InputSpec, problems: list[str]) -> dict[str, Any]:
+def read_meta(spec: InputSpec, problems: InputProblems) -> dict[str, Any]:
     """Store/shard-folder level information for the summary.
 
     Returns ``{"quarantine": Counter-like dict reason -> count, "manifest": {...} | None}``.
     Quarantine and failure lists are found in ``STORE/_meta/*.json`` / ``*.jsonl`` files whose name
-    contains ``quarantine`` or ``fail``: every object in them with a ``reason`` (string) or
-    ``reasons`` (list of strings) field counts once per reason.
+    contains ``quarantine`` or ``fail``: every object in them with a ``reason`` or ``reasons`` (list)
+    field counts once per reason (a reason object counts by its ``code``). For shard folders the
+    manifest's ``excluded`` and ``skipped`` entries count too.
     """
     reasons: dict[str, int] = {}
     n_entries = 0
@@ -266,17 +288,9 @@ def read_meta(spec: InputSpec, problems: list[str]) -> dict[str, Any]:
             docs = [json.loads(line) for line in text.splitlines() if line.strip()] if low.endswith(".jsonl") \
                 else [json.loads(text)]
         except Exception as exc:
-            problems.append(f"{p}: unreadable quarantine/failure list ({exc})")
+            problems.error(f"{p}: unreadable quarantine/failure list ({exc})")
             continue
-        for obj in _walk(docs):
-            rs = obj.get("reasons") if isinstance(obj.get("reasons"), list) else (
-                [obj["reason"]] if isinstance(obj.get("reason"), str) else None)
-            if rs is None:
-                continue
-            n_entries += 1
-            for r in rs:
-                r = str(r)[:160]
-                reasons[r] = reasons.get(r, 0) + 1
+        n_entries += _count_reasons(docs, reasons)
     manifest = None
     if spec.kind == "shards":
         mp = spec.path / "manifest.json"
@@ -286,14 +300,41 @@ def read_meta(spec: InputSpec, problems: list[str]) -> dict[str, Any]:
                 listed = [s.get("file") or s.get("name") for s in man.get("shards", []) if isinstance(s, dict)]
                 missing = [f for f in listed if f and not (spec.path / f).exists()]
                 for f in missing:
-                    problems.append(f"{spec.path / f}: listed in manifest.json but missing")
+                    problems.error(f"{spec.path / f}: listed in manifest.json but missing")
+                counts = {str(spec.path / (s.get("file") or s.get("name"))): s.get("samples", s.get("count"))
+                          for s in man.get("shards", []) if isinstance(s, dict) and (s.get("file") or s.get("name"))}
+                # samples the shard tool left out (``excluded`` / ``skipped``, each with a reason)
+                n_entries += _count_reasons([man.get("excluded", []), man.get("skipped", [])], reasons)
                 manifest = {"shards_listed": len(listed), "shards_missing": missing,
-                            "totals": man.get("totals")}
+                            "totals": man.get("totals"), "samples_per_shard": counts}
             except Exception as exc:
-                problems.append(f"{mp}: unreadable manifest ({exc})")
+                problems.error(f"{mp}: unreadable manifest ({exc})")
         else:
-            problems.append(f"{spec.path}: no manifest.json in shard folder")
+            problems.note(f"{spec.path}: no manifest.json in shard folder")
     return {"quarantine_entries": n_entries, "quarantine": reasons, "manifest": manifest}
+
+
+def _reason_text(r: Any) -> str:
+    if isinstance(r, dict):  # e.g. ingest's {"code": ..., "detail": ...}
+        r = r.get("code") or r.get("reason") or json.dumps(r, sort_keys=True)
+    return str(r)[:160]
+
+
+def _count_reasons(docs: Any, reasons: dict[str, int]) -> int:
+    """Count reasons of every object with ``reason`` or ``reasons`` in ``docs``; returns the number of entries."""
+    n = 0
+    for obj in _walk(docs):
+        if isinstance(obj.get("reasons"), list):
+            rs = obj["reasons"]
+        elif isinstance(obj.get("reason"), (str, dict)):
+            rs = [obj["reason"]]
+        else:
+            continue
+        n += 1
+        for r in rs:
+            t = _reason_text(r)
+            reasons[t] = reasons.get(t, 0) + 1
+    return n
 
 
 def _walk(obj: Any) -> Iterator[dict]:
@@ -354,6 +395,7 @@ def decode(raw: RawSample) -> Decoded:
 
     d = Decoded(raw)
     where = f"{raw.location}: {raw.key}"
+    d.problems.extend(("records_valid", p) for p in raw.problems)
     mem = raw.members
     present = {}
     for kind, exts in MEMBER_KINDS.items():

@@ -212,7 +212,9 @@ def measure(d: Decoded, gates: Gates) -> tuple[dict[str, float | None], dict[str
     m["clipped_fraction"] = cf
     checks["exposure_not_clipped"] = (cf > e.max_clipped_fraction, cf, f"clipped fraction {cf:.2%}")
 
-    # camera
+    # camera (not applicable without a record: members_complete / records_valid report that)
+    if d.record is None:
+        return m, checks, pix
     K = _get(rec, "camera", "K")
     try:
         K = np.asarray(K, float)
@@ -369,7 +371,7 @@ class QAAccumulator:
 
     def _offer_worst(self, gate: str, d: Decoded, fields, score: float, observed: str, failed: bool):
         t = self.tally[gate]
-        if self.worst_n <= 0:
+        if self.worst_n <= 0 or score <= 0:  # score 0: nothing wrong to show
             return
         if len(t.heap) < self.worst_n or score > t.heap[0][0]:
             tile = self._tile(d, fields, score, observed, failed)
@@ -502,9 +504,18 @@ class QAAccumulator:
         """Subjects seen in more than one split -> {split: sample count}."""
         return {s: dict(c) for s, c in self._subject_splits.items() if len(c) > 1}
 
-    def finish_gates(self) -> list[dict[str, Any]]:
-        """Evaluate every gate; returns Great-Expectations-like result dicts in report order."""
+    def finish_gates(self, n_input_files: int = 0, input_errors: list[str] | None = None) -> list[dict[str, Any]]:
+        """Evaluate every gate; returns Great-Expectations-like result dicts in report order.
+
+        ``n_input_files`` (store folders + tars) and ``input_errors`` feed the ``inputs_readable`` gate.
+        """
         from .gates import EXPECTATION_TYPES
+
+        ti = self.tally["inputs_readable"]
+        ti.element = max(n_input_files, len(input_errors or []))
+        ti.unexpected = len(input_errors or [])
+        ti.listed = [{"key": None, "location": e.split(": ", 1)[0], "split": None, "observed": e}
+                     for e in (input_errors or [])][: ti.max_listed]
 
         leaks = self.subject_leaks()
         t = self.tally["subjects_disjoint_across_splits"]
@@ -524,7 +535,8 @@ class QAAccumulator:
             if not cfg.enabled:
                 results.append({"success": True, "skipped": True,
                                 "expectation_config": {"expectation_type": EXPECTATION_TYPES[name],
-                                                       "kwargs": kwargs, "meta": {"gate": name, "enabled": False}},
+                                                       "kwargs": kwargs, "meta": {"gate": name, "enabled": False,
+                                                                "description": "disabled in the gates file"}},
                                 "result": {}, "exception_info": {"raised_exception": False}})
                 continue
             el, un = tl.element, tl.unexpected
@@ -537,9 +549,10 @@ class QAAccumulator:
                    "partial_unexpected_list_truncated": un > len(tl.listed) and name != "subjects_disjoint_across_splits"}
             results.append({
                 "success": bool(success),
+                "skipped": False,
                 "expectation_config": {"expectation_type": EXPECTATION_TYPES[name], "kwargs": kwargs,
                                        "meta": {"gate": name, "enabled": True,
-                                                "description": " ".join((type(cfg).__doc__ or "").split())}},
+                                                "description": " ".join((type(cfg).__doc__ or "").replace("``", "").split())}},
                 "result": res,
                 "exception_info": {"raised_exception": False, "exception_message": None,
                                    "exception_traceback": None},

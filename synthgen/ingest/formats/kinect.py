@@ -146,9 +146,10 @@ class KinectMMReader(Reader):
                 idx += 1
             refs.append(FrameRef(key, subject, files, info, err))
         for j in junk:
-            refs.append(FrameRef(f"{subject}-file-{sanitize_token(j.name)}", subject, {"file": str(j)}, {},
-                                 ("not_an_image", f"{display_path(j.parent.name)}/{display_path(j.name)}: "
-                                                  f"not an image file name (expected one of {sorted(IMAGE_EXTS)})")))
+            where = f"{display_path(j.parent.name)}/{display_path(j.name)}"
+            err = (("unlisted_file", f"{where}: not listed in rgbd.match") if _is_image_name(j) else
+                   ("not_an_image", f"{where}: not an image file name (expected one of {sorted(IMAGE_EXTS)})"))
+            refs.append(FrameRef(f"{subject}-file-{sanitize_token(j.name)}", subject, {"file": str(j)}, {}, err))
         return refs
 
     def load(self, ref: FrameRef, opts: IngestOptions) -> LoadedFrame:
@@ -184,8 +185,15 @@ class RedwoodReader(KinectMMReader):
     def detect(self, source: Path) -> bool:
         if not super().detect(source):
             return False
-        return (is_file(source / "rgbd.match") or is_file(source / "trajectory.log")
-                or any(True for _ in source.glob("camera_*.json")))
+        if is_file(source / "rgbd.match") or is_file(source / "trajectory.log"):
+            return True
+        for c in source.glob("camera_*.json"):
+            try:
+                if "intrinsic_matrix" in c.read_text("utf-8", errors="replace"):
+                    return True
+            except OSError:
+                continue
+        return False
 
     def pairs(self, source: Path):
         match = source / "rgbd.match"

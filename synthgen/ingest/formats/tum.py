@@ -115,6 +115,7 @@ def interpolate_pose(gt: np.ndarray, t: float) -> tuple[np.ndarray | None, str]:
 
 class TumReader(Reader):
     name = "tum"
+    supersedes = ("kinect-mm", "redwood")
     description = "TUM RGB-D: rgb.txt/depth.txt, 16-bit depth PNG value/5000 = metres, groundtruth.txt poses"
 
     def detect(self, source: Path) -> bool:
@@ -130,7 +131,9 @@ class TumReader(Reader):
             if m:
                 camera = f"freiburg{m.group(1)}"
                 break
-        intr = folder_intrinsics(source, opts, patterns=())
+        intr = None
+        if opts.intrinsics is not None:  # the TUM layout has no intrinsics file of its own
+            intr = folder_intrinsics(source, opts, patterns=())
         if intr is None and camera:
             (fx, fy, cx, cy), dist = TUM_CAMERAS[camera]
             intr = {"K": make_K(fx, fy, cx, cy), "width": 640, "height": 480, "extra": {"distortion": list(dist)},

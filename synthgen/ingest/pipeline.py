@@ -1,0 +1,267 @@
+"""The ingest run: detect the format, scan frames, then per frame load -> register -> validate ->
+segment -> write (``synthgen.contract.write_sample``), and finally the report.
+
+Every frame found ends up either written to the store or quarantined with its reasons;
+``found == ingested + quarantined`` always holds. Nothing is written outside ``out``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime as _dt
+import hashlib
+import logging
+import math
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PIL import Image
+
+from .. import __version__
+from ..atomic import write_json_atomic
+from ..contract import ALL_MEMBERS, META_DIR, ContractError, member_path, write_sample
+from .common import (P3_TO_REC709, FrameError, FrameRef, LoadedFrame, SourceError, display_path, linear_to_srgb8,
+                     srgb8_to_linear)
+from .formats import all_readers, detect_format
+from .options import IngestOptions
+from .validate import frame_digest, validate
+
+log = logging.getLogger("synthgen.ingest")
+REPORT_NAME = "ingest_report.json"
+QUARANTINE_NAME = "ingest_quarantine.json"
+
+
+def _rel(path: str, root: Path) -> str:
+    try:
+        return display_path(os.path.relpath(path, root))
+    except ValueError:
+        return display_path(path)
+
+
+def _remove_sample(out: Path, key: str) -> None:
+    """Delete a previously written sample ``key`` (record first, so it never looks complete)."""
+    for m in ("json",) + tuple(x for x in ALL_MEMBERS if x != "json"):
+        with contextlib.suppress(FileNotFoundError):
+            member_path(out, key, m).unlink()
+
+
+def register(frame: LoadedFrame) -> tuple[np.ndarray, str | None]:
+    """Bring the colour onto the depth grid. Returns ``(rgb, note)``.
+
+    Equal sizes: unchanged. Different sizes with a known registration (``frame.registered``: the
+    format says the depth covers the colour image's field of view): the colour is resized to the
+    depth resolution (Pillow BOX filter when shrinking, bilinear otherwise; ``K`` is already given
+    for the depth grid by the reader). Otherwise raises FrameError ``resolution_mismatch``.
+    """
+    dh, dw = frame.depth.shape
+    h, w = frame.rgb.shape[:2]
+    if (h, w) == (dh, dw):
+        return frame.rgb, None
+    if not frame.registered:
+        raise FrameError("resolution_mismatch", f"colour is {w}x{h} but depth is {dw}x{dh} and no registration "
+                                                "between them is known")
+    shrink = dw <= w and dh <= h
+    filt = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+    if frame.rgb.dtype == np.uint8:
+        rgb = np.asarray(Image.fromarray(frame.rgb).resize((dw, dh), filt))
+    else:
+        rgb = np.stack([np.asarray(Image.fromarray(frame.rgb[..., c].astype(np.float32), "F").resize((dw, dh), filt))
+                        for c in range(3)], -1)
+    return rgb, f"colour resized from {w}x{h} to the depth grid {dw}x{dh}"
+
+
+def _fov(K: np.ndarray, w: int, h: int) -> tuple[float, float]:
+    return (math.degrees(2 * math.atan(w / 2 / K[0, 0])), math.degrees(2 * math.atan(h / 2 / K[1, 1])))
+
+
+def process_frame(reader_name: str, ref: FrameRef, opts: IngestOptions, out: Path, source: Path) -> dict[str, Any]:
+    """Ingest one frame. Never raises for bad input: returns the frame's report entry
+    (``status`` ``ingested`` or ``quarantined`` with ``reasons``), plus a private ``_digest``."""
+    entry: dict[str, Any] = {"key": ref.key, "subject_id": ref.subject_id,
+                             "files": {k: _rel(v, source) for k, v in ref.files.items()}}
+
+    def quarantine(reasons, metrics=None):
+        _remove_sample(out, ref.key)
+        entry.update(status="quarantined", reasons=[{"code": c, "detail": d} for c, d in reasons])
+        if metrics:
+            entry["metrics"] = metrics
+        return entry
+
+    if ref.error:
+        return quarantine([ref.error])
+    reader = all_readers()[reader_name]
+    try:
+        frame = reader.load(ref, opts)
+        rgb, reg_note = register(frame)
+    except FrameError as exc:
+        return quarantine([(exc.reason, exc.detail)])
+    except Exception as exc:  # a reader bug or an exotic file: quarantine, never abort the run
+        log.debug("unexpected error on %s", ref.key, exc_info=True)
+        return quarantine([("unexpected_error", f"{type(exc).__name__}: {exc}")])
+    digest = frame_digest(frame.rgb, frame.depth)
+    if rgb.dtype == np.uint8:
+        rgb8 = rgb
+        linear = srgb8_to_linear(rgb8)
+        colour_note = "8-bit sRGB decoded with the IEC 61966-2-1 EOTF to linear"
+        prof = frame.capture.get("colour_profile") or ""
+        if "P3" in prof:
+            linear = np.clip(linear @ P3_TO_REC709.T, 0, None).astype(np.float32)
+            colour_note += "; Display P3 primaries converted to Rec.709/sRGB primaries"
+    else:
+        linear = rgb.astype(np.float32)
+        rgb8 = linear_to_srgb8(linear)
+        colour_note = "linear float colour stored as is"
+    frame.rgb = rgb
+    metrics, reasons = validate(frame, rgb8, opts.thresholds)
+    if reasons:
+        return quarantine(reasons, metrics)
+    h, w = frame.depth.shape
+    if opts.segment:
+        from .segment import model_info, person_mask
+
+        try:
+            mask = person_mask(rgb8)
+        except Exception as exc:
+            return quarantine([("segmentation_failed", f"{type(exc).__name__}: {exc}")], metrics)
+        mask_rec = dict(model_info(), meaning="soft person probability in [0, 1] (MediaPipe selfie segmentation)")
+        metrics["mask_mean"] = round(float(mask.mean()), 6)
+    else:
+        mask = np.ones((h, w), np.float32)
+        mask_rec = {"source": "none", "meaning": "segmentation switched off: all ones (whole frame), not a person mask"}
+    K = np.asarray(frame.K, dtype=float)
+    fx, fy = _fov(K, w, h)
+    camera = {"K": K.tolist(),
+              "camera_to_world": None if frame.camera_to_world is None else np.asarray(frame.camera_to_world).tolist(),
+              "fov_x_deg": fx, "fov_y_deg": fy, "intrinsics_source": frame.intrinsics_source, **frame.camera_extra}
+    depth_rec = {"kind": "planar_z", "units": "metres", "metric": bool(frame.metric), "invalid_value": 0.0,
+                 **frame.depth_extra}
+    if not frame.metric:
+        depth_rec["relative_note"] = ("metric=false: values are planar depth up to an unknown scale (monotonic in "
+                                      "true depth, larger = farther); 'units' does not apply. See capture.depth_units.")
+    capture = dict(frame.capture)
+    capture.update(colour=colour_note, validation={"passed": True, "metrics": metrics},
+                   source_root=display_path(source.resolve()))
+    if reg_note:
+        capture["resampling"] = reg_note
+    rec = {"source": "real", "subject_id": ref.subject_id, "camera": camera, "depth": depth_rec, "mask": mask_rec,
+           "capture": capture, "synthgen_version": __version__}
+    try:
+        write_sample(out, ref.key, linear, frame.depth, mask, rec)
+    except (ContractError, ValueError) as exc:
+        return quarantine([("write_failed", str(exc))], metrics)
+    entry.update(status="ingested", metrics=metrics, _digest=digest)
+    return entry
+
+
+def _unique_keys(refs: list[FrameRef]) -> None:
+    seen: set[str] = set()
+    for r in refs:
+        if r.key in seen:
+            tag = hashlib.sha1("|".join(sorted(r.files.values())).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+            r.key = f"{r.key}-{tag}"
+        seen.add(r.key)
+
+
+def _run(args):
+    return process_frame(*args)
+
+
+def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOptions | None = None,
+           progress: bool = True) -> dict[str, Any]:
+    """Ingest ``source`` into the store ``out`` and return the report (also written to
+    ``out/_meta/ingest_report.json``; quarantined frames also to ``out/_meta/ingest_quarantine.json``).
+
+    Raises:
+        SourceError: missing/empty source, unknown or ambiguous format, unreadable intrinsics file,
+            or no frames found.
+    """
+    opts = opts or IngestOptions()
+    source, out = Path(source), Path(out)
+    if source.exists() and out.resolve() == source.resolve():
+        raise SourceError("--out must not be the source folder")
+    reader = detect_format(source, opts.format)
+    refs = reader.scan(source, opts, exclude=out)
+    if not refs:
+        raise SourceError(f"{display_path(source)}: no frames found for format {reader.name}")
+    _unique_keys(refs)
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    root = source if source.is_dir() else source.parent
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(reader.name, r, opts, out, root) for r in refs]
+    from tqdm import tqdm
+
+    bar = dict(total=len(jobs), desc=f"ingest {reader.name}", unit="frame", disable=not progress, file=sys.stderr)
+    if opts.workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(opts.workers, len(jobs)), mp_context=get_context("spawn")) as ex:
+            results = list(tqdm(ex.map(_run, jobs, chunksize=4), **bar))
+    else:
+        results = [process_frame(*j) for j in tqdm(jobs, **bar)]
+    first: dict[str, str] = {}
+    for e in results:
+        dg = e.pop("_digest", None)
+        if e["status"] != "ingested" or dg is None:
+            continue
+        if dg in first:
+            _remove_sample(out, e["key"])
+            e.update(status="quarantined",
+                     reasons=[{"code": "duplicate", "detail": f"pixels identical to frame {first[dg]}"}])
+        else:
+            first[dg] = e["key"]
+    ingested = [e for e in results if e["status"] == "ingested"]
+    quarantined = [e for e in results if e["status"] == "quarantined"]
+    reasons = collections.Counter(r["code"] for e in quarantined for r in e["reasons"])
+    seg = None
+    if opts.segment and ingested:
+        from .segment import model_info
+
+        seg = model_info()
+    report = {
+        "schema": "synthgen.ingest_report/1",
+        "synthgen_version": __version__,
+        "source": display_path(source.resolve()),
+        "out": display_path(out.resolve()),
+        "format": reader.name,
+        "started": started,
+        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "options": opts.model_dump(mode="json"),
+        "segmentation": seg,
+        "counts": {"found": len(results), "ingested": len(ingested), "quarantined": len(quarantined)},
+        "quarantine_reasons": dict(sorted(reasons.items())),
+        "frames": results,
+    }
+    assert report["counts"]["found"] == len(ingested) + len(quarantined)
+    meta = out / META_DIR
+    write_json_atomic(meta / QUARANTINE_NAME, {"source": report["source"], "format": reader.name,
+                                               "quarantined": quarantined})
+    write_json_atomic(meta / REPORT_NAME, report)
+    return report
+
+
+def summary_text(report: dict[str, Any], max_lines: int = 15) -> str:
+    """A readable multi-line summary of a report for the terminal."""
+    c = report["counts"]
+    lines = [f"synthgen ingest: {report['source']} (format {report['format']})",
+             f"  found {c['found']} frame(s): {c['ingested']} ingested, {c['quarantined']} quarantined"]
+    if report["quarantine_reasons"]:
+        lines.append("  quarantine reasons: " + ", ".join(f"{k} x{v}" for k, v in report["quarantine_reasons"].items()))
+        shown = 0
+        for e in report["frames"]:
+            if e["status"] == "quarantined":
+                if shown == max_lines:
+                    lines.append(f"    ... {c['quarantined'] - shown} more in the report")
+                    break
+                lines.append(f"    {e['key']}: " + "; ".join(f"{r['code']}: {r['detail']}" for r in e["reasons"]))
+                shown += 1
+    if report.get("segmentation"):
+        s = report["segmentation"]
+        lines.append(f"  masks: {s['model']} (mediapipe {s['mediapipe_version']})")
+    else:
+        lines.append("  masks: segmentation off (masks are all ones, mask.source = none)")
+    lines.append(f"  report: {Path(report['out']) / META_DIR / REPORT_NAME}")
+    return "\n".join(lines)
