@@ -167,6 +167,13 @@ class RenderSettings(_Model):
     adaptive_threshold: float = Field(0.02, ge=0, description="Cycles adaptive sampling noise threshold; 0 = off")
     denoise: bool = True
     max_bounces: int = Field(6, ge=0)
+    auto_exposure: bool = Field(
+        True, description="scale the linear image so the subject's median luminance hits exposure_target "
+                          "(like a camera's auto exposure; exactly equivalent to scaling the HDRI strength)")
+    exposure_target: float = Field(0.2, gt=0, description="median linear Rec.709 luminance of subject pixels")
+    exposure_ev: Distribution = Field(
+        default_factory=lambda: Normal(dist="normal", mean=0.0, std=0.5, low=-1.5, high=1.5),
+        description="exposure offset in stops (EV) applied on top of auto exposure")
     device: Literal["cpu"] = "cpu"
     threads_per_worker: int = Field(1, ge=1, description="Cycles threads (and Ray CPUs) per worker")
 

@@ -40,7 +40,7 @@ def sample_params(job: Job, index: int, attempt: int = 0) -> dict[str, Any]:
 
     Returns a JSON-ready dict: scan id, HDRI id/rotation (deg)/strength, focal length (mm),
     sensor width (mm), fields of view (deg), yaw/pitch/roll (deg), distance (m) or subject
-    fraction, target jitter (m, xyz), background mode and the Cycles seed.
+    fraction, target jitter (m, xyz), background mode, exposure offset (EV) and the Cycles seed.
     """
     cfg = job.config
     cam = cfg.camera
@@ -70,6 +70,7 @@ def sample_params(job: Job, index: int, attempt: int = 0) -> dict[str, Any]:
         p["distance_m"] = None  # resolved by the renderer from the scan's target-region height
         p["subject_fraction"] = float(cam.subject_fraction.sample(rng))
     p["target_jitter_m"] = [float(cam.target_jitter_m.sample(rng)) for _ in range(3)]
+    p["exposure_ev"] = float(cfg.render.exposure_ev.sample(rng)) if cfg.render.auto_exposure else 0.0
     p["cycles_seed"] = int(rng.integers(0, 2**31 - 1))
     return p
 

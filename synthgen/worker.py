@@ -57,6 +57,28 @@ def camera_for(job: Job, params: dict[str, Any], scan_info: dict[str, Any]) -> d
     return {"target_m": target, "distance_m": float(dist), "K": K, "camera_to_world": c2w}
 
 
+REC709_LUMA = (0.2126, 0.7152, 0.0722)
+
+
+def apply_exposure(rgb: np.ndarray, mask: np.ndarray, auto: bool, target: float, ev: float) -> dict[str, Any]:
+    """Scale linear ``rgb`` (H, W, 3) in place like a camera's auto exposure.
+
+    ``factor = target / median(Y of subject pixels) * 2**ev`` with Rec.709 luminance
+    ``Y = 0.2126 R + 0.7152 G + 0.0722 B`` over pixels with mask > 0.5. The scene is lit only by the
+    HDRI and rendering is linear in light, so this equals rendering with HDRI strength × factor.
+    Returns the record section: mode, target, EV offset, measured median and factor.
+    """
+    if not auto:
+        return {"mode": "off", "factor": 1.0}
+    sel = mask > 0.5
+    lum = rgb[sel] @ np.asarray(REC709_LUMA, np.float32) if sel.any() else np.zeros(0)
+    median = float(np.median(lum)) if lum.size else 0.0
+    factor = float(target / median * 2.0 ** ev) if median > 1e-8 else 1.0
+    rgb *= np.float32(factor)
+    return {"mode": "auto", "target_median_luminance": target, "ev": ev,
+            "subject_median_luminance_before": median, "factor": factor}
+
+
 def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
                   previews: bool = False) -> dict[str, Any]:
     """Render sample ``index`` of ``job`` into ``out_dir``, re-sampling until the framing fits.
@@ -102,6 +124,7 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
             "check camera.distance_m / subject_fraction and framing.*")
 
     t0 = time.perf_counter()
+    exposure = apply_exposure(out["rgb"], out["mask"], rs.auto_exposure, rs.exposure_target, p["exposure_ev"])
     cfg_dir = Path(job.config_path).parent
     record = {
         "source": "synthetic",
@@ -138,7 +161,9 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
                      "warnings": info["warnings"]},
             "hdri": {"id": hdri.id, "file": os.path.relpath(hdri.path, cfg_dir),
                      "rotation_deg": p["hdri_rotation_deg"], "strength": p["hdri_strength"],
+                     "effective_strength": p["hdri_strength"] * exposure["factor"],
                      "background": p["background"]},
+            "exposure": exposure,
             "settings": {"engine": "CYCLES", "device": rs.device, "samples": rs.samples,
                          "adaptive_threshold": rs.adaptive_threshold, "denoise": rs.denoise,
                          "denoiser": "OPENIMAGEDENOISE" if rs.denoise else None,

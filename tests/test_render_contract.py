@@ -267,3 +267,14 @@ def test_framing_resamples_are_counted(renderer, tmp_path):
     with pytest.raises(FramingError, match="coverage stayed outside"):
         render_sample(renderer, never, 0, tmp_path / "never")
     assert not (tmp_path / "never").exists() or not list((tmp_path / "never").glob("*.json"))
+
+
+def test_auto_exposure_hits_target(head_sample):
+    job, out, res = head_sample
+    s = read_sample(out, res["key"])
+    e = s.record["render"]["exposure"]
+    assert e["mode"] == "auto" and -1.5 <= e["ev"] <= 1.5
+    lum = s.rgb[s.mask > 0.5] @ np.array([0.2126, 0.7152, 0.0722])
+    assert abs(np.median(lum) / (0.2 * 2 ** e["ev"]) - 1) < 0.01  # half-float storage rounding
+    h = s.record["render"]["hdri"]
+    assert math.isclose(h["effective_strength"], h["strength"] * e["factor"])
