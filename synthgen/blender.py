@@ -157,11 +157,23 @@ class BlenderRenderer:
         except ScanImportError:
             raise
         except Exception as exc:
-            raise ScanImportError(f"{path}: Blender could not import the scan: {exc}") from exc
+            self._remove_new_objects(before)
+            msg = str(exc).strip().splitlines()
+            raise ScanImportError(f"{path}: Blender could not import the scan: "
+                                  f"{msg[-1] if msg else type(exc).__name__}") from exc
         new = [o for o in bpy.data.objects if o not in before]
         if "FINISHED" not in res:
+            self._remove_new_objects(before)
             raise ScanImportError(f"{path}: Blender importer returned {res}")
         return new
+
+    def _remove_new_objects(self, before: set) -> None:
+        """Remove objects a failed import left behind (they would show up in later renders)."""
+        bpy = self.bpy
+        for o in [o for o in bpy.data.objects if o not in before]:
+            with contextlib.suppress(ReferenceError, RuntimeError):
+                bpy.data.objects.remove(o, do_unlink=True)
+        bpy.data.orphans_purge(do_local_ids=True, do_linked_ids=True, do_recursive=True)
 
     def load_scan(self, asset: ScanAsset) -> dict[str, Any]:
         """Import ``asset`` (unless it is already loaded), normalise it to metres and place it.

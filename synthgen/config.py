@@ -176,6 +176,14 @@ class RenderSettings(_Model):
         description="exposure offset in stops (EV) applied on top of auto exposure")
     device: Literal["cpu"] = "cpu"
     threads_per_worker: int = Field(1, ge=1, description="Cycles threads (and Ray CPUs) per worker")
+    max_retries: int = Field(
+        2, ge=0, description="times a sample is retried after its worker died (SIGKILL, out of memory, "
+                             "Blender crash, lost node) or an unexpected error, before it is quarantined")
+    recycle_after_samples: int | None = Field(
+        500, gt=0, description="replace a worker by a fresh process after this many samples (null: never)")
+    max_worker_rss_mb: float | None = Field(
+        None, gt=0, description="replace a worker whose resident memory exceeds this many MiB after a sample "
+                                "(null: no limit)")
 
 
 class OutputConfig(_Model):
@@ -334,18 +342,24 @@ def _expand(pattern: str, base: Path, key: str, exts: set[str], kind: str) -> li
     return out
 
 
-def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Job:
+def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None = None,
+                data: dict | None = None) -> Job:
     """Load, validate and resolve a config file into a :class:`Job`.
 
     Args:
-        config_path: YAML file.
+        config_path: YAML file; relative paths inside the config resolve against its folder.
         overrides: dotted key -> value, applied before validation (CLI flags).
+        data: the config mapping itself (e.g. the resolved config recorded in a store's
+            ``_meta/store.json``); when given, ``config_path`` is not read, only used as the base
+            for relative paths and in messages.
 
     Raises:
         ConfigError: malformed YAML, unknown keys, bad values, globs matching nothing, unreadable assets.
     """
+    import copy
+
     config_path = Path(config_path).resolve()
-    data = load_yaml(config_path)
+    data = load_yaml(config_path) if data is None else copy.deepcopy(data)
     for k, v in (overrides or {}).items():
         set_override(data, k, v)
     try:
@@ -385,3 +399,43 @@ def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None
             hid = "".join(ch if (ch.isalnum() or ch in "_-") else "_" for ch in f.stem)
             hdris.append(HdriAsset(id=hid, path=str(f)))
     return Job(config=cfg, config_path=str(config_path), scans=scans, hdris=hdris)
+
+
+# Settings that change how a job runs but not what any sample contains; they are left out of
+# :func:`content_hash`, so they may differ between a run and its resumption.
+RUN_ONLY_KEYS = ("num_samples", "workers", "output", "render.threads_per_worker", "render.max_retries",
+                 "render.recycle_after_samples", "render.max_worker_rss_mb")
+
+
+def content_hash(job: Job) -> str:
+    """sha256 (hex) of everything that determines the content of a job's samples.
+
+    Hashed: the resolved config as canonical JSON without :data:`RUN_ONLY_KEYS` (so ``num_samples``
+    may grow and workers, threads, retries and memory limits may change between runs), plus every
+    resolved scan and HDRI file by id, path relative to the config folder and size in bytes (a
+    replaced or re-exported asset changes the hash; contents are not read, to stay cheap for large
+    scans). The seed and the job name are part of the config and therefore of the hash.
+    """
+    import hashlib
+    import json
+
+    cfg = job.config.model_dump(mode="json")
+    for dotted in RUN_ONLY_KEYS:
+        *parents, leaf = dotted.split(".")
+        cur = cfg
+        for p in parents:
+            cur = cur.get(p, {})
+        cur.pop(leaf, None)
+    base = Path(job.config_path).parent
+
+    def asset(a_id: str, path: str) -> dict[str, Any]:
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = None
+        return {"id": a_id, "file": os.path.relpath(path, base), "bytes": size}
+
+    doc = {"config": cfg,
+           "scans": [asset(s.id, s.path) for s in job.scans],
+           "hdris": [asset(h.id, h.path) for h in job.hdris]}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

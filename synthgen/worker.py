@@ -17,7 +17,7 @@ import numpy as np
 
 from . import __version__
 from .camera import intrinsics, look_at, orbit_position
-from .config import Job
+from .config import Job, content_hash
 from .contract import write_sample
 from .sampling import distance_for_fraction, sample_key, sample_params
 
@@ -80,8 +80,11 @@ def apply_exposure(rgb: np.ndarray, mask: np.ndarray, auto: bool, target: float,
 
 
 def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
-                  previews: bool = False) -> dict[str, Any]:
+                  previews: bool = False, config_hash: str | None = None) -> dict[str, Any]:
     """Render sample ``index`` of ``job`` into ``out_dir``, re-sampling until the framing fits.
+
+    ``config_hash`` (default: :func:`synthgen.config.content_hash` of ``job``) is stored in the
+    record as ``render.config_hash``; a resumed run only accepts samples carrying its own hash.
 
     Returns:
         ``{"key", "record", "timings": {"setup_s", "render_s", "write_s"}, "resamples"}``.
@@ -170,6 +173,7 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
                          "max_bounces": rs.max_bounces, "cycles_seed": p["cycles_seed"],
                          "width": rs.width, "height": rs.height},
             "versions": {"synthgen": __version__, "blender": blender_version()},
+            "config_hash": config_hash or content_hash(job),
         },
         "synthgen_version": __version__,
     }
