@@ -83,7 +83,9 @@ class BlenderRenderer:
         self._tmpdir = tempfile.TemporaryDirectory(prefix="synthgen-blender-")
         self._hdri_images: dict[str, Any] = {}
         self.scan_info: dict[str, Any] | None = None
+        self._cache_key: tuple | None = None
         self._scan_objects: list[Any] = []
+        self._area_lights: list[Any] = []
         self._setup_scene()
 
     # ------------------------------------------------------------------ scene
@@ -136,6 +138,7 @@ class BlenderRenderer:
                 bpy.data.objects.remove(obj, do_unlink=True)
         self._scan_objects = []
         self.scan_info = None
+        self._cache_key = None
         bpy.data.orphans_purge(do_local_ids=True, do_linked_ids=True, do_recursive=True)
 
     def _import(self, path: str) -> list[Any]:
@@ -175,7 +178,7 @@ class BlenderRenderer:
                 bpy.data.objects.remove(o, do_unlink=True)
         bpy.data.orphans_purge(do_local_ids=True, do_linked_ids=True, do_recursive=True)
 
-    def load_scan(self, asset: ScanAsset) -> dict[str, Any]:
+    def load_scan(self, asset: ScanAsset, rest_pose: bool = False, appearance: bool = False) -> dict[str, Any]:
         """Import ``asset`` (unless it is already loaded), normalise it to metres and place it.
 
         The scan is scaled uniformly so that its vertical extent equals ``size.height_m`` (or by
@@ -190,16 +193,22 @@ class BlenderRenderer:
         Raises:
             ScanImportError: the import fails or yields no mesh.
         """
-        if self.scan_info is not None and self.scan_info["id"] == asset.id:
+        cache_key = (asset.id, rest_pose, appearance)
+        if self.scan_info is not None and self._cache_key == cache_key:
             return self.scan_info
         bpy = self.bpy
         self.clear_scan()
         new = self._import(asset.path)
         warnings: list[str] = []
-        for o in new:  # imported cameras and lights would change the render
-            if o.type in ("CAMERA", "LIGHT"):
-                bpy.data.objects.remove(o, do_unlink=True)
-        new = [o for o in new if o.name in bpy.data.objects]
+        import fnmatch
+
+        drop = [o for o in new if o.type in ("CAMERA", "LIGHT")  # they would change the render
+                or any(fnmatch.fnmatch(o.name.lower(), pat.lower()) for pat in asset.exclude_objects)]
+        new = [o for o in new if o not in drop]
+        for o in drop:
+            for ch in o.children:
+                ch.parent = o.parent
+            bpy.data.objects.remove(o, do_unlink=True)
         meshes = [o for o in new if o.type == "MESH" and not o.hide_render]
         if not meshes:
             for o in new:
@@ -207,12 +216,27 @@ class BlenderRenderer:
             raise ScanImportError(f"{asset.path}: the file contains no renderable mesh")
         root = bpy.data.objects.new(f"subject_root_{asset.id}", None)
         self.scene.collection.objects.link(root)
+        # pivot at the world origin: subject yaw rotates the (x = y = 0 centred) subject in place
+        pivot = bpy.data.objects.new(f"subject_pivot_{asset.id}", None)
+        self.scene.collection.objects.link(pivot)
+        root.parent = pivot
         for o in new:
             if o.parent is None:
                 o.parent = root
-        self._scan_objects = new + [root]
+        self._scan_objects = new + [root, pivot]
+        self._pivot = pivot
         self._meshes = meshes
+        self._armatures = [o for o in new if o.type == "ARMATURE"]
+        if rest_pose:
+            for arm in self._armatures:
+                arm.animation_data_clear()
+                for pb in arm.pose.bones:
+                    pb.matrix_basis.identity()
+            bpy.context.view_layer.update()
         warnings += self._setup_materials(asset, meshes)
+        self._hsv_nodes, self._bsdfs, self._skin_bsdfs = [], [], []
+        if appearance:
+            self._setup_appearance(meshes)
 
         verts = self.mesh_vertices_world()
         lo, hi = verts.min(0), verts.max(0)
@@ -243,7 +267,10 @@ class BlenderRenderer:
             "head_region_height_m": float(head_h),
             "num_vertices": int(len(verts)),
             "warnings": warnings,
+            "armatures": [a.name for a in self._armatures],
         }
+        self._cache_key = cache_key
+        self._rest_armature_world = {a.name: np.array(a.matrix_world) for a in self._armatures}
         for w in warnings:
             log.warning("%s", w)
         return self.scan_info
@@ -347,7 +374,155 @@ class BlenderRenderer:
                     o.data.materials[i] = neutral
         return warnings
 
+    # ------------------------------------------------------------------ pose
+    def _find_bone(self, patterns: list[str]):
+        import fnmatch
+
+        for pat in patterns:
+            for arm in self._armatures:
+                for pb in arm.pose.bones:
+                    if fnmatch.fnmatch(pb.name.lower(), pat.lower()):
+                        return arm, pb
+        return None, None
+
+    def set_pose(self, joints: list[Any], pose: dict[str, Any]) -> dict[str, Any]:
+        """Pose the loaded scan: reset to the rest pose, rotate each joint, then yaw the subject.
+
+        Args:
+            joints: :class:`synthgen.config.JointConfig` list (bone patterns); applied parents first.
+            pose: ``{"subject_yaw_deg": float, "joints": {name: {"yaw_deg", "pitch_deg", "roll_deg"}}}``.
+                A joint rotation ``R = Rz(yaw) Rx(pitch) Ry(roll)`` (body frame: the unrotated
+                subject's world frame, +X its left, +Y behind it, +Z up) is applied about the bone's
+                head on top of the pose of its parents.
+
+        Returns:
+            the record section: ``rigged``, ``subject_yaw_deg``, ``joints`` (list of
+            ``{"joint", "bone", "yaw_deg", "pitch_deg", "roll_deg"}``) and ``missing`` (joint names
+            whose bones the scan lacks).
+        """
+        from mathutils import Euler, Matrix
+
+        bpy = self.bpy
+        self._pivot.rotation_euler = (0.0, 0.0, 0.0)
+        for arm in self._armatures:
+            for pb in arm.pose.bones:
+                pb.matrix_basis.identity()
+        bpy.context.view_layer.update()
+        done, missing = [], []
+        self._head_bone = None
+        found = []
+        for j in joints:
+            arm, pb = self._find_bone(j.bones)
+            if pb is None or pose["joints"].get(j.name) is None:
+                missing.append(j.name)
+            else:
+                found.append((len(pb.parent_recursive), j, arm, pb))
+        for _, j, arm, pb in sorted(found, key=lambda t: t[0]):  # parents first
+            ang = pose["joints"][j.name]
+            R = (Euler((0.0, 0.0, math.radians(ang["yaw_deg"]))).to_matrix().to_4x4()
+                 @ Euler((math.radians(ang["pitch_deg"]), 0.0, 0.0)).to_matrix().to_4x4()
+                 @ Euler((0.0, math.radians(ang["roll_deg"]), 0.0)).to_matrix().to_4x4())
+            A = self._pivot.matrix_world.inverted() @ arm.matrix_world  # armature -> body frame
+            M = A @ pb.matrix
+            h = M.translation.copy()
+            T = Matrix.Translation(h)
+            pb.matrix = A.inverted() @ (T @ R @ Matrix.Translation(-h) @ M)
+            bpy.context.view_layer.update()
+            done.append({"joint": j.name, "bone": pb.name, **{k: float(v) for k, v in ang.items()}})
+            if j.name == "head":
+                self._head_bone = (arm, pb)
+        self._pivot.rotation_euler = (0.0, 0.0, math.radians(pose.get("subject_yaw_deg", 0.0)))
+        bpy.context.view_layer.update()
+        return {"rigged": bool(self._armatures), "subject_yaw_deg": float(pose.get("subject_yaw_deg", 0.0)),
+                "joints": done, "missing": missing}
+
+    def posed_point(self, p_rest: list[float]) -> list[float]:
+        """Where a world point of the rest-pose scan (e.g. ``target_head_m``) is after :meth:`set_pose`:
+        moved rigidly with the posed head bone when there is one, else only by the subject yaw."""
+        p = np.append(np.asarray(p_rest, float), 1.0)
+        hb = getattr(self, "_head_bone", None)
+        if hb is not None:
+            arm, pb = hb
+            W0 = self._rest_armature_world[arm.name]
+            D = np.array(arm.matrix_world) @ np.array(pb.matrix) @ np.linalg.inv(np.array(pb.bone.matrix_local)) @ np.linalg.inv(W0)
+        else:
+            D = np.array(self._pivot.matrix_world)
+        return (D @ p)[:3].tolist()
+
+    # ------------------------------------------------------------------ appearance
+    def _setup_appearance(self, meshes) -> None:
+        """Insert an HSV node before every Principled BSDF's Base Color; neutral materials
+        (no usable texture) become skin (subsurface, colour set by :meth:`set_appearance`)."""
+        mats = {m for o in meshes for m in o.data.materials if m is not None and m.use_nodes}
+        for mat in mats:
+            nt = mat.node_tree
+            for bsdf in [n for n in nt.nodes if n.type == "BSDF_PRINCIPLED"]:
+                inp = bsdf.inputs["Base Color"]
+                hsv = nt.nodes.new("ShaderNodeHueSaturation")
+                if inp.is_linked:
+                    src = inp.links[0].from_socket
+                    nt.links.new(src, hsv.inputs["Color"])
+                else:
+                    hsv.inputs["Color"].default_value = tuple(inp.default_value)
+                nt.links.new(hsv.outputs["Color"], inp)
+                self._hsv_nodes.append(hsv)
+                self._bsdfs.append(bsdf)
+                if mat.name.startswith("synthgen_neutral"):
+                    self._skin_bsdfs.append((bsdf, hsv))
+
+    def set_appearance(self, hue: float, saturation: float, value: float, roughness: float,
+                       skin_tone_rgb: list[float], subsurface_weight: float) -> dict[str, Any]:
+        """Set the HSV shift (Blender HSV node: hue 0.5 = unchanged, saturation/value factors),
+        roughness of every material and the skin albedo (linear RGB) of untextured materials.
+        Returns the record section (the values and the number of materials touched)."""
+        for hsv in self._hsv_nodes:
+            hsv.inputs["Hue"].default_value = hue
+            hsv.inputs["Saturation"].default_value = saturation
+            hsv.inputs["Value"].default_value = value
+        for bsdf in self._bsdfs:
+            bsdf.inputs["Roughness"].default_value = roughness
+        for bsdf, hsv in self._skin_bsdfs:
+            hsv.inputs["Color"].default_value = (*skin_tone_rgb, 1.0)
+            bsdf.inputs["Subsurface Weight"].default_value = subsurface_weight
+            bsdf.inputs["Subsurface Radius"].default_value = (1.0, 0.2, 0.1)
+            bsdf.inputs["Subsurface Scale"].default_value = 0.01
+        return {"hue": hue, "saturation": saturation, "value": value, "roughness": roughness,
+                "skin_material": bool(self._skin_bsdfs), "skin_tone_rgb": list(skin_tone_rgb) if self._skin_bsdfs else None,
+                "materials": len(self._bsdfs)}
+
     # ------------------------------------------------------------------ lighting and camera
+    def set_area_lights(self, lights: list[dict[str, Any]], target: list[float]) -> None:
+        """Replace the extra area lights: each on a sphere of ``distance_m`` around ``target`` at
+        ``azimuth_deg`` (about +Z, 0 = in front of the subject, -Y) and ``elevation_deg``, aimed at
+        the target, with ``power_w`` watts, a square of ``size_m`` and a black-body colour of
+        ``temperature_k`` kelvin (Blender's Blackbody node)."""
+        bpy = self.bpy
+        from mathutils import Vector
+
+        for o in self._area_lights:
+            data = o.data
+            bpy.data.objects.remove(o, do_unlink=True)
+            bpy.data.lights.remove(data)
+        self._area_lights = []
+        for i, L in enumerate(lights):
+            data = bpy.data.lights.new(f"synthgen_area_{i}", "AREA")
+            data.energy = L["power_w"]
+            data.size = L["size_m"]
+            data.use_nodes = True
+            nt = data.node_tree
+            bb = nt.nodes.new("ShaderNodeBlackbody")
+            bb.inputs["Temperature"].default_value = L["temperature_k"]
+            em = nt.nodes.get("Emission")
+            nt.links.new(bb.outputs["Color"], em.inputs["Color"])
+            o = bpy.data.objects.new(f"synthgen_area_{i}", data)
+            self.scene.collection.objects.link(o)
+            az, el = math.radians(L["azimuth_deg"]), math.radians(L["elevation_deg"])
+            d = np.array([math.sin(az) * math.cos(el), -math.cos(az) * math.cos(el), math.sin(el)])
+            pos = np.asarray(target, float) + L["distance_m"] * d
+            o.location = pos.tolist()
+            o.rotation_euler = Vector((-d).tolist()).to_track_quat("-Z", "Y").to_euler()
+            self._area_lights.append(o)
+
     def set_hdri(self, path: str, rotation_deg: float, strength: float) -> None:
         """Light the scene with the equirectangular map at ``path`` rotated about world Z."""
         img = self._hdri_images.get(path)
@@ -368,6 +543,15 @@ class BlenderRenderer:
         self.camera.data.sensor_fit = "HORIZONTAL"
         self.camera.data.shift_x = self.camera.data.shift_y = 0.0
         self.camera.matrix_world = Matrix((np.asarray(c2w_cv) @ CV_TO_BLENDER).tolist())
+
+    def set_dof(self, f_stop: float | None, focus_distance_m: float = 1.0) -> None:
+        """Thin-lens depth of field (Cycles) focused at ``focus_distance_m`` along the optical axis
+        with aperture ``f_stop`` (diameter = focal length / f-stop); ``None`` switches it off."""
+        dof = self.camera.data.dof
+        dof.use_dof = f_stop is not None
+        if f_stop is not None:
+            dof.focus_distance = float(focus_distance_m)
+            dof.aperture_fstop = float(f_stop)
 
     def configure(self, width: int, height: int, samples: int, adaptive_threshold: float,
                   denoise: bool, max_bounces: int) -> None:

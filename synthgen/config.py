@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .distributions import Constant, Distribution, Normal, Uniform
+from .distributions import Constant, Distribution, LogUniform, Normal, Uniform
 
 SCAN_EXTENSIONS = {".glb", ".gltf", ".fbx", ".obj", ".ply"}
 HDRI_EXTENSIONS = {".hdr", ".exr"}
@@ -65,6 +65,9 @@ class ScanConfig(_Model):
     size: ScanSize
     head_height_m: float = Field(0.24, gt=0, description="height of the head region from the top, for target: head")
     weight: float = Field(1.0, gt=0, description="relative frequency of this scan in the plan")
+    exclude_objects: list[str] = Field(
+        [], description="fnmatch patterns (case-insensitive) of object names removed at import "
+                        "(e.g. a stray helper mesh such as CesiumMan's 'Icosphere')")
 
     @model_validator(mode="after")
     def _material(self):
@@ -186,6 +189,153 @@ class RenderSettings(_Model):
                                 "(null: no limit)")
 
 
+def _u(low: float, high: float) -> Uniform:
+    return Uniform(dist="uniform", low=low, high=high)
+
+
+class JointConfig(_Model):
+    """One randomized joint. Angles (degrees) are a rotation about the bone's head in the subject's
+    body frame (the world frame of the unrotated subject: +X the subject's left, +Y behind it,
+    +Z up; the subject faces -Y): ``R = Rz(yaw) @ Rx(pitch) @ Ry(roll)``. Positive yaw turns the
+    front towards the subject's left, positive pitch tips the front down (nodding), positive roll
+    tilts the top towards the subject's left. The limits are the distributions' bounds."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    bones: list[str] = Field(min_length=1, description="bone-name fnmatch patterns (case-insensitive), "
+                                                       "tried in order; the first matching bone is posed")
+    yaw_deg: Distribution = Constant(value=0.0)
+    pitch_deg: Distribution = Constant(value=0.0)
+    roll_deg: Distribution = Constant(value=0.0)
+
+    @field_validator("yaw_deg", "pitch_deg", "roll_deg")
+    @classmethod
+    def _bounded(cls, d):
+        lo, hi = d.bounds()
+        if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and -180 <= lo <= hi <= 180):
+            raise ValueError(f"joint angles need finite limits within [-180, 180] degrees, got [{lo}, {hi}]")
+        return d
+
+
+def _default_joints() -> list[JointConfig]:
+    """Biped (3ds Max ``Bip01 ...``, e.g. Rocketbox), CesiumMan glTF and Mixamo-style names. Biped's
+    neck also carries the clavicles, so on Biped rigs only the head bone turns."""
+    J = JointConfig
+    return [
+        J(name="spine", bones=["Bip01 Spine1", "Skeleton_torso_joint_2", "mixamorig:Spine1", "spine_01", "spine1"],
+          yaw_deg=_u(-12, 12), pitch_deg=_u(-4, 10), roll_deg=_u(-6, 6)),
+        J(name="neck", bones=["Skeleton_neck_joint_1", "mixamorig:Neck", "neck_01", "neck"],
+          yaw_deg=_u(-15, 15), pitch_deg=_u(-8, 12), roll_deg=_u(-8, 8)),
+        J(name="head", bones=["Bip01 Head", "Skeleton_neck_joint_2", "mixamorig:Head", "head"],
+          yaw_deg=_u(-35, 35), pitch_deg=_u(-15, 20), roll_deg=_u(-12, 12)),
+        J(name="upper_arm_l", bones=["Bip01 L UpperArm", "Skeleton_arm_joint_L__3_", "mixamorig:LeftArm", "upperarm_l"],
+          yaw_deg=_u(-15, 15), pitch_deg=_u(-35, 15), roll_deg=_u(-10, 35)),
+        J(name="upper_arm_r", bones=["Bip01 R UpperArm", "Skeleton_arm_joint_R__2_", "mixamorig:RightArm", "upperarm_r"],
+          yaw_deg=_u(-15, 15), pitch_deg=_u(-35, 15), roll_deg=_u(-35, 10)),
+        J(name="forearm_l", bones=["Bip01 L Forearm", "Skeleton_arm_joint_L__2_", "mixamorig:LeftForeArm", "lowerarm_l"],
+          pitch_deg=_u(-70, 0)),
+        J(name="forearm_r", bones=["Bip01 R Forearm", "Skeleton_arm_joint_R__3_", "mixamorig:RightForeArm", "lowerarm_r"],
+          pitch_deg=_u(-70, 0)),
+    ]
+
+
+class PoseConfig(_Model):
+    """Subject pose (off by default). Rigged scans (with an armature) get every joint of ``joints``
+    rotated within its limits (joints whose bones are not found are recorded as missing); every scan
+    gets ``subject_yaw_deg``, a rotation of the whole subject about the vertical axis through x = y = 0.
+    The pose is applied after the scan was measured and scaled in its rest pose (see README)."""
+
+    enabled: bool = False
+    subject_yaw_deg: Distribution = Constant(value=0.0)
+    joints: list[JointConfig] = Field(default_factory=_default_joints)
+
+
+class AppearanceConfig(_Model):
+    """Albedo and roughness variation (off by default). A Hue/Saturation/Value node is inserted after
+    every base-colour source of the scan's materials (Blender's HSV node: hue 0.5 = unchanged,
+    saturation and value are factors); roughness replaces the materials' roughness. A material
+    without a usable texture becomes a skin material whose base colour is drawn from ``skin_tones``."""
+
+    enabled: bool = False
+    hue: Distribution = _u(0.48, 0.52)
+    saturation: Distribution = _u(0.85, 1.15)
+    value: Distribution = _u(0.8, 1.2)
+    roughness: Distribution = _u(0.35, 0.65)
+    skin_tones: list[list[float]] = Field(
+        default_factory=lambda: [[0.80, 0.58, 0.47], [0.70, 0.48, 0.36], [0.55, 0.36, 0.25],
+                                 [0.40, 0.25, 0.16], [0.24, 0.14, 0.09], [0.12, 0.07, 0.05]],
+        description="linear RGB skin albedos for materials without textures (light to dark)")
+    subsurface_weight: float = Field(0.15, ge=0, le=1)
+
+    @field_validator("hue", "saturation", "value", "roughness")
+    @classmethod
+    def _bounds(cls, d):
+        lo, hi = d.bounds()
+        if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and 0 <= lo <= hi <= 2):
+            raise ValueError(f"needs finite limits within [0, 2], got [{lo}, {hi}]")
+        return d
+
+
+class AreaLightsConfig(_Model):
+    """Extra area lights per relight (off: count 0), placed on a sphere around the target point."""
+
+    count: Distribution = Constant(value=0)
+    power_w: Distribution = _u(20, 150)
+    temperature_k: Distribution = _u(2700, 6500)
+    size_m: Distribution = _u(0.3, 1.0)
+    distance_m: Distribution = _u(1.0, 2.5)
+    elevation_deg: Distribution = _u(-10, 60)
+
+
+class DepthSensorConfig(_Model):
+    """Simulated structured-light depth sensor written as ``KEY.depth_sensor.exr`` (off by default);
+    the clean ``KEY.depth.exr`` is unchanged. Model and fit: :mod:`synthgen.depth_sensor`; defaults
+    fitted to Kinect v1 frames (TUM RGB-D fr1/xyz, slambook2) by ``benchmarks/depth_sensor_fit.py``."""
+
+    enabled: bool = False
+    sigma_a_m: float = Field(0.00058, ge=0, description="noise std at zero depth (m)")
+    sigma_b_per_m: float = Field(0.00068, ge=0, description="noise std growth: sigma = a + b z² (1/m)")
+    edge_jump_rel: float = Field(0.1, gt=0, description="relative depth jump that marks a discontinuity")
+    edge_radius_px: int = Field(2, ge=1, description="half-width of the discontinuity band (pixels)")
+    edge_hole_prob: float = Field(0.113, ge=0, le=1, description="hole probability in the discontinuity band")
+    grazing_deg: float = Field(80.0, gt=0, le=90, description="incidence angle beyond which pixels are holes")
+    dropout: float = Field(0.059, ge=0, le=1, description="hole probability elsewhere (dark/specular spots)")
+    min_depth_m: float = Field(0.4, ge=0)
+    max_depth_m: float = Field(8.0, gt=0)
+    quantum_m: float = Field(0.001, ge=0, description="quantisation step (m); 0.001 = 16-bit millimetres")
+
+
+class CameraRealismConfig(_Model):
+    """Camera effects on the RGB only (off by default); depth and mask stay the clean pinhole ground
+    truth. ``dof``: thin-lens depth of field focused on the camera target, aperture ``f_stop``
+    (rendered as a second Cycles pass: about twice the render time). ``white_balance``: per-channel
+    gains on the linear RGB (green fixed at 1), i.e. a camera's white balance missing the
+    illuminant. ``sensor_noise``: heteroscedastic Gaussian approximation of Poisson-Gaussian sensor
+    noise on the exposed linear RGB, ``var = shot_noise_k * x + read_noise_std²`` per channel
+    (Foi et al., "Practical Poissonian-Gaussian noise modeling and fitting for single-image raw
+    data", IEEE TIP 2008), clipped at 0."""
+
+    dof: bool = False
+    f_stop: Distribution = Field(default_factory=lambda: LogUniform(dist="loguniform", low=1.8, high=8.0))
+    white_balance: bool = False
+    wb_red_gain: Distribution = _u(0.88, 1.12)
+    wb_blue_gain: Distribution = _u(0.88, 1.12)
+    sensor_noise: bool = False
+    shot_noise_k: Distribution = Field(default_factory=lambda: LogUniform(dist="loguniform", low=1e-4, high=4e-3))
+    read_noise_std: Distribution = Field(default_factory=lambda: LogUniform(dist="loguniform", low=2e-4, high=3e-3))
+
+    @field_validator("f_stop", "wb_red_gain", "wb_blue_gain", "shot_noise_k", "read_noise_std")
+    @classmethod
+    def _pos(cls, d):
+        lo, _ = d.bounds()
+        if not (isinstance(lo, (int, float)) and lo >= 0) or (isinstance(d, Normal) and d.low is None):
+            raise ValueError(f"must be >= 0 for every sample (bounded below), but can be {lo}")
+        return d
+
+    @property
+    def any(self) -> bool:
+        return self.dof or self.white_balance or self.sensor_noise
+
+
 class OutputConfig(_Model):
     dir: str = Field("out/portrait", description="output store; relative to the current directory")
     previews: bool = Field(True, description="write _meta/previews/KEY.png (RGB | depth | mask)")
@@ -204,6 +354,15 @@ class RenderConfig(_Model):
     framing: FramingConfig = FramingConfig()
     render: RenderSettings = RenderSettings()
     output: OutputConfig = OutputConfig()
+    relights_per_view: int = Field(
+        1, ge=1, description="K lighting variants per view: sample i is relight i % K of view i // K "
+                             "(same scan, pose, appearance, camera and Cycles seed; own HDRI/rotation/"
+                             "strength/area lights); K > 1 switches adaptive sampling off")
+    pose: PoseConfig = PoseConfig()
+    appearance: AppearanceConfig = AppearanceConfig()
+    area_lights: AreaLightsConfig = AreaLightsConfig()
+    depth_sensor: DepthSensorConfig = DepthSensorConfig()
+    camera_realism: CameraRealismConfig = CameraRealismConfig()
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,6 +381,7 @@ class ScanAsset(BaseModel):
     size: ScanSize
     head_height_m: float
     weight: float
+    exclude_objects: list[str] = []
 
 
 class HdriAsset(BaseModel):
@@ -383,7 +543,8 @@ def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None
                 nrm = str((base / sc.normal_map).resolve())
             scans.append(ScanAsset(id=sid, path=str(f), texture=tex, normal_map=nrm, size=sc.size,
                                    base_color=sc.base_color, roughness=sc.roughness,
-                                   head_height_m=sc.head_height_m, weight=sc.weight))
+                                   head_height_m=sc.head_height_m, weight=sc.weight,
+                                   exclude_objects=sc.exclude_objects))
     ids = [s.id for s in scans]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:

@@ -41,6 +41,7 @@ MEMBERS = ("rgb.exr", "depth.exr", "mask.exr")
 ALL_MEMBERS = MEMBERS + ("json",)
 META_DIR = "_meta"
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+EXTRA_MEMBER_RE = re.compile(r"^[a-z0-9_]+\.exr$")
 
 
 class ContractError(ValueError):
@@ -163,7 +164,8 @@ class Sample:
 
 
 def write_sample(store: str | os.PathLike, key: str, rgb: np.ndarray, depth: np.ndarray,
-                 mask: np.ndarray, record: dict[str, Any]) -> dict[str, Any]:
+                 mask: np.ndarray, record: dict[str, Any],
+                 extra: dict[str, np.ndarray | dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
     """Write one sample atomically member by member, the JSON record last.
 
     Args:
@@ -174,6 +176,11 @@ def write_sample(store: str | os.PathLike, key: str, rgb: np.ndarray, depth: np.
             Non-finite and negative values are stored as 0 (invalid).
         mask: (H, W) float array in [0, 1]; stored as half float.
         record: record fields; ``key``, ``image``, ``files`` and ``schema`` are filled in here.
+        extra: optional additional EXR members, ``{"NAME.exr": array}`` with NAME matching
+            ``[a-z0-9_]+`` and not a standard member (e.g. ``depth_sensor.exr``). A 2-D array is
+            stored as one float32 channel ``Z``; a dict maps channel names to (H, W) arrays stored
+            with their own dtype (float16/float32). Written before the record and listed in its
+            ``files`` with sha256 like the standard members.
 
     Returns:
         The record as written (with member sizes and sha256).
@@ -199,8 +206,20 @@ def write_sample(store: str | os.PathLike, key: str, rgb: np.ndarray, depth: np.
               {"R": rgb16[..., 0], "G": rgb16[..., 1], "B": rgb16[..., 2]})
     write_exr(member_path(store, key, "depth.exr"), {"Z": depth})
     write_exr(member_path(store, key, "mask.exr"), {"Y": mask.astype(np.float16)})
+    extra_names = []
+    for name, arr in (extra or {}).items():
+        if not EXTRA_MEMBER_RE.match(name) or name in MEMBERS:
+            raise ContractError(f"sample {key}: extra member name {name!r} must match [a-z0-9_]+.exr "
+                                f"and differ from {MEMBERS}")
+        chans = {"Z": np.asarray(arr, np.float32)} if not isinstance(arr, dict) else dict(arr)
+        for c, a in chans.items():
+            if np.asarray(a).shape != (h, w):
+                raise ContractError(f"sample {key}: extra member {name} channel {c} has shape "
+                                    f"{np.asarray(a).shape}, expected {(h, w)}")
+        write_exr(member_path(store, key, name), chans)
+        extra_names.append(name)
     files = {}
-    for m in MEMBERS:
+    for m in (*MEMBERS, *extra_names):
         p = member_path(store, key, m)
         files[m] = {"file": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)}
     rec["files"] = files
@@ -255,9 +274,13 @@ def verify_sample(store: str | os.PathLike, key: str) -> list[str]:
         rec = read_record(store, key)
     except ContractError as exc:
         return [str(exc)]
-    for m in MEMBERS:
+    listed = rec.get("files", {})
+    for m in (*MEMBERS, *[x for x in listed if x not in MEMBERS]):  # standard members + listed extras
+        if m not in MEMBERS and not EXTRA_MEMBER_RE.match(m):
+            problems.append(f"{member_path(store, key, 'json')}: files lists an invalid member name {m!r}")
+            continue
         p = member_path(store, key, m)
-        meta = rec.get("files", {}).get(m)
+        meta = listed.get(m)
         if not p.exists():
             problems.append(f"{p}: missing")
         elif meta is None:

@@ -5,6 +5,15 @@ Streams (numpy ``SeedSequence(entropy=seed, spawn_key=...)``):
 - ``(index, 1 + attempt)``: everything else, including the Cycles seed.
 
 Any sample can therefore be re-rendered alone with identical parameters.
+
+Relights (``relights_per_view: K``): sample ``index`` is relight ``r = index % K`` of view
+``v = index // K``. The scan, camera, pose, appearance and Cycles seed come from the view's streams
+(``(v, 0)``, ``(v, 1 + attempt)`` and the sub-streams below), so the K relights of a view share
+geometry; relight 0 keeps the view stream's lighting, relight ``r > 0`` draws HDRI, rotation,
+strength and exposure offset from ``(v, 1 + attempt, 2000 + r)``. With K = 1 every value equals the
+pre-relight scheme. Sub-streams of ``(v, 1 + attempt)``: ``1000`` pose, ``1001`` appearance,
+``3000 + r`` extra area lights of relight ``r``, ``4000`` depth-sensor noise, ``5000 + r`` camera
+realism (f-stop, white balance, sensor noise) of relight ``r``.
 """
 
 from __future__ import annotations
@@ -28,11 +37,60 @@ def sample_key(job: Job, index: int) -> str:
     return f"{job.config.name}_s{job.config.seed}_{index:06d}"
 
 
+def view_of(job: Job, index: int) -> tuple[int, int]:
+    """``(view_id, relight_id)`` of sample ``index``: ``(index // K, index % K)``."""
+    k = job.config.relights_per_view
+    return index // k, index % k
+
+
 def scan_for(job: Job, index: int) -> str:
-    """Scan id of sample ``index`` (weighted choice)."""
+    """Scan id of sample ``index`` (weighted choice, drawn per view)."""
     ids = [s.id for s in job.scans]
     w = [s.weight for s in job.scans]
-    return Choice(dist="choice", values=ids, weights=w).sample(_rng(job.config.seed, index, 0))
+    view, _ = view_of(job, index)
+    return Choice(dist="choice", values=ids, weights=w).sample(_rng(job.config.seed, view, 0))
+
+
+def _lighting(cfg, rng, hdri_ids) -> dict[str, Any]:
+    return {"hdri_id": Choice(dist="choice", values=hdri_ids).sample(rng),
+            "hdri_rotation_deg": float(cfg.hdris.rotation_deg.sample(rng)) % 360.0,
+            "hdri_strength": float(cfg.hdris.strength.sample(rng))}
+
+
+def pose_params(job: Job, view: int, attempt: int) -> dict[str, Any]:
+    """Pose of a view: ``{"subject_yaw_deg", "joints": {name: {"yaw_deg", "pitch_deg", "roll_deg"}}}``
+    (degrees, body frame; see :class:`synthgen.config.JointConfig`). Every configured joint is drawn,
+    whether or not the scan has the bone, so the values do not depend on the scan."""
+    pc = job.config.pose
+    rng = _rng(job.config.seed, view, 1 + attempt, 1000)
+    out: dict[str, Any] = {"subject_yaw_deg": float(pc.subject_yaw_deg.sample(rng)), "joints": {}}
+    for j in pc.joints:
+        out["joints"][j.name] = {a: float(getattr(j, a).sample(rng)) for a in ("yaw_deg", "pitch_deg", "roll_deg")}
+    return out
+
+
+def appearance_params(job: Job, view: int, attempt: int) -> dict[str, Any]:
+    """Appearance of a view: HSV factors (Blender HSV node convention), roughness and the skin tone
+    (linear RGB) used for materials without textures."""
+    ac = job.config.appearance
+    rng = _rng(job.config.seed, view, 1 + attempt, 1001)
+    out = {k: float(getattr(ac, k).sample(rng)) for k in ("hue", "saturation", "value", "roughness")}
+    out["skin_tone_index"] = int(rng.integers(0, len(ac.skin_tones)))
+    out["skin_tone_rgb"] = list(ac.skin_tones[out["skin_tone_index"]])
+    return out
+
+
+def area_light_params(job: Job, view: int, attempt: int, relight: int) -> list[dict[str, Any]]:
+    """Extra area lights of one relight: azimuth (deg, about +Z from -Y, i.e. in front of the
+    subject at 0), elevation (deg), distance (m) from the camera target, power (W), size (m) and
+    colour temperature (K)."""
+    al = job.config.area_lights
+    rng = _rng(job.config.seed, view, 1 + attempt, 3000 + relight)
+    n = max(0, int(round(float(al.count.sample(rng)))))
+    return [{"azimuth_deg": float(rng.uniform(-180, 180)), "elevation_deg": float(al.elevation_deg.sample(rng)),
+             "distance_m": float(al.distance_m.sample(rng)), "power_w": float(al.power_w.sample(rng)),
+             "size_m": float(al.size_m.sample(rng)), "temperature_k": float(al.temperature_k.sample(rng))}
+            for _ in range(n)]
 
 
 def sample_params(job: Job, index: int, attempt: int = 0) -> dict[str, Any]:
@@ -44,12 +102,10 @@ def sample_params(job: Job, index: int, attempt: int = 0) -> dict[str, Any]:
     """
     cfg = job.config
     cam = cfg.camera
-    rng = _rng(cfg.seed, index, 1 + attempt)
+    view, relight = view_of(job, index)
+    rng = _rng(cfg.seed, view, 1 + attempt)
     p: dict[str, Any] = {"index": index, "attempt": attempt, "scan_id": scan_for(job, index)}
-    hdri = Choice(dist="choice", values=[h.id for h in job.hdris]).sample(rng)
-    p["hdri_id"] = hdri
-    p["hdri_rotation_deg"] = float(cfg.hdris.rotation_deg.sample(rng)) % 360.0
-    p["hdri_strength"] = float(cfg.hdris.strength.sample(rng))
+    p.update(_lighting(cfg, rng, [h.id for h in job.hdris]))
     p["background"] = cfg.hdris.background
     W, H = cfg.render.width, cfg.render.height
     if cam.focal_length_mm is not None:
@@ -72,6 +128,31 @@ def sample_params(job: Job, index: int, attempt: int = 0) -> dict[str, Any]:
     p["target_jitter_m"] = [float(cam.target_jitter_m.sample(rng)) for _ in range(3)]
     p["exposure_ev"] = float(cfg.render.exposure_ev.sample(rng)) if cfg.render.auto_exposure else 0.0
     p["cycles_seed"] = int(rng.integers(0, 2**31 - 1))
+    if cfg.relights_per_view > 1:
+        p["view_id"], p["relight_id"] = view, relight
+        if relight > 0:
+            lrng = _rng(cfg.seed, view, 1 + attempt, 2000 + relight)
+            p.update(_lighting(cfg, lrng, [h.id for h in job.hdris]))
+            p["exposure_ev"] = float(cfg.render.exposure_ev.sample(lrng)) if cfg.render.auto_exposure else 0.0
+    if cfg.pose.enabled:
+        p["pose"] = pose_params(job, view, attempt)
+    if cfg.appearance.enabled:
+        p["appearance"] = appearance_params(job, view, attempt)
+    cr = cfg.camera_realism
+    if cr.any:
+        crng = _rng(cfg.seed, view, 1 + attempt, 5000 + relight)
+        c: dict[str, Any] = {}
+        if cr.dof:
+            c["f_stop"] = float(cr.f_stop.sample(crng))
+        if cr.white_balance:
+            c["wb_gains_rgb"] = [float(cr.wb_red_gain.sample(crng)), 1.0, float(cr.wb_blue_gain.sample(crng))]
+        if cr.sensor_noise:
+            c["shot_noise_k"] = float(cr.shot_noise_k.sample(crng))
+            c["read_noise_std"] = float(cr.read_noise_std.sample(crng))
+            c["noise_seed"] = int(crng.integers(0, 2**31 - 1))
+        p["camera_realism"] = c
+    if cfg.area_lights.count.bounds()[1] not in (0, None):
+        p["area_lights"] = area_light_params(job, view, attempt, relight)
     return p
 
 

@@ -106,12 +106,26 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
         t0 = time.perf_counter()
         p = sample_params(job, index, attempt)
         scan = scans[p["scan_id"]]
-        info = renderer.load_scan(scan)
+        info = renderer.load_scan(scan, rest_pose=cfg.pose.enabled, appearance=cfg.appearance.enabled)
+        variation: dict[str, Any] = {}
+        if cfg.pose.enabled:
+            variation["pose"] = renderer.set_pose(cfg.pose.joints, p["pose"])
+            info = dict(info, target_head_m=renderer.posed_point(info["target_head_m"]),
+                        target_center_m=renderer.posed_point(info["target_center_m"]))
+        if cfg.appearance.enabled:
+            a = p["appearance"]
+            variation["appearance"] = renderer.set_appearance(
+                a["hue"], a["saturation"], a["value"], a["roughness"], a["skin_tone_rgb"],
+                cfg.appearance.subsurface_weight)
         hdri = hdris[p["hdri_id"]]
         renderer.set_hdri(hdri.path, p["hdri_rotation_deg"], p["hdri_strength"])
         cam = camera_for(job, p, info)
+        if "area_lights" in p:
+            renderer.set_area_lights(p["area_lights"], cam["target_m"].tolist())
         renderer.set_camera(cam["camera_to_world"], p["focal_length_mm"], p["sensor_width_mm"])
-        renderer.configure(rs.width, rs.height, rs.samples, rs.adaptive_threshold, rs.denoise, rs.max_bounces)
+        # relights of a view must share the mask: adaptive sampling would make it light-dependent
+        adaptive = rs.adaptive_threshold if cfg.relights_per_view == 1 else 0.0
+        renderer.configure(rs.width, rs.height, rs.samples, adaptive, rs.denoise, rs.max_bounces)
         timings["setup_s"] += time.perf_counter() - t0
         out = renderer.render(p["cycles_seed"], background_visible=(p["background"] == "visible"))
         timings["render_s"] += out["seconds"]
@@ -126,8 +140,30 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
             f"{cfg.framing.coverage_max}] in {len(rejected)} attempts (last {coverage:.4f}); "
             "check camera.distance_m / subject_fraction and framing.*")
 
+    realism: dict[str, Any] = {}
+    cr = p.get("camera_realism", {})
+    if "f_stop" in cr:  # second pass for the RGB only: depth and mask stay the pinhole ground truth
+        renderer.set_dof(cr["f_stop"], cam["distance_m"])
+        try:
+            dof_out = renderer.render(p["cycles_seed"], background_visible=(p["background"] == "visible"))
+        finally:
+            renderer.set_dof(None)
+        timings["render_s"] += dof_out["seconds"]
+        out["rgb"] = dof_out["rgb"]
+        realism["dof"] = {"f_stop": cr["f_stop"], "focus_distance_m": cam["distance_m"],
+                          "aperture_diameter_mm": p["focal_length_mm"] / cr["f_stop"], "model": "cycles_thin_lens"}
     t0 = time.perf_counter()
     exposure = apply_exposure(out["rgb"], out["mask"], rs.auto_exposure, rs.exposure_target, p["exposure_ev"])
+    if "wb_gains_rgb" in cr:
+        out["rgb"] *= np.asarray(cr["wb_gains_rgb"], np.float32)
+        realism["white_balance"] = {"gains_rgb": cr["wb_gains_rgb"]}
+    if "shot_noise_k" in cr:
+        nrng = np.random.default_rng(cr["noise_seed"])
+        x = np.maximum(out["rgb"], 0.0)
+        std = np.sqrt(cr["shot_noise_k"] * x + cr["read_noise_std"] ** 2)
+        out["rgb"] = np.maximum(x + nrng.standard_normal(x.shape).astype(np.float32) * std, 0.0).astype(np.float32)
+        realism["sensor_noise"] = {"model": "poisson_gaussian_approx", "shot_noise_k": cr["shot_noise_k"],
+                                   "read_noise_std": cr["read_noise_std"], "noise_seed": cr["noise_seed"]}
     cfg_dir = Path(job.config_path).parent
     record = {
         "source": "synthetic",
@@ -167,8 +203,10 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
                      "effective_strength": p["hdri_strength"] * exposure["factor"],
                      "background": p["background"]},
             "exposure": exposure,
+            **variation,
+            **({"camera_realism": realism} if realism else {}),
             "settings": {"engine": "CYCLES", "device": rs.device, "samples": rs.samples,
-                         "adaptive_threshold": rs.adaptive_threshold, "denoise": rs.denoise,
+                         "adaptive_threshold": adaptive, "denoise": rs.denoise,
                          "denoiser": "OPENIMAGEDENOISE" if rs.denoise else None,
                          "max_bounces": rs.max_bounces, "cycles_seed": p["cycles_seed"],
                          "width": rs.width, "height": rs.height},
@@ -177,7 +215,22 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
         },
         "synthgen_version": __version__,
     }
-    rec = write_sample(out_dir, key, out["rgb"], out["depth"], out["mask"], record)
+    if cfg.relights_per_view > 1:
+        record["render"]["view_id"], record["render"]["relight_id"] = p["view_id"], p["relight_id"]
+        record["render"]["relights_per_view"] = cfg.relights_per_view
+    if "area_lights" in p:
+        record["render"]["area_lights"] = p["area_lights"]
+    extra = {}
+    if cfg.depth_sensor.enabled:
+        from .depth_sensor import simulate
+        from .sampling import _rng, view_of
+
+        ds = cfg.depth_sensor.model_dump(exclude={"enabled"})
+        view, _ = view_of(job, index)  # drawn per view: a view's relights share the sensor depth too
+        extra["depth_sensor.exr"], stats = simulate(out["depth"], cam["K"], _rng(cfg.seed, view, 1 + p["attempt"], 4000), **ds)
+        record["render"]["depth_sensor"] = {"member": "depth_sensor.exr", "model": "synthgen.depth_sensor",
+                                            "params": ds, "stats": stats}
+    rec = write_sample(out_dir, key, out["rgb"], out["depth"], out["mask"], record, extra=extra or None)
     if previews:
         from .preview import save_preview
 
