@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from .contract import KEY_RE, MEMBERS, SampleRecord, list_keys, member_path
+from .contract import KEY_RE, MEMBERS, SampleRecord
 
 log = logging.getLogger("synthgen.shard")
 
@@ -218,17 +218,22 @@ def scan_store(store: str | os.PathLike, index: int, problems: list[str],
     """
     store = Path(store)
     items = []
-    keys = list_keys(store)
+    # one directory listing (plain strings: pathlib per file costs as much as the rest of the scan);
+    # keys as in synthgen.contract.list_keys: names KEY.json with a valid key, sorted
+    names = sorted(e.name for e in os.scandir(store))
+    keys = [n[:-5] for n in names if n.endswith(".json") and KEY_RE.match(n[:-5])]
     keyset = set(keys)
-    for p in sorted(store.glob("*.exr")):
-        k, _, member = p.name.partition(".")
-        if KEY_RE.match(k) and member in MEMBERS and k not in keyset:
-            skipped.append({"store": str(store), "file": p.name, "reason": "member without a record "
+    for name in names:
+        k, _, member = name.partition(".")
+        if member in MEMBERS and KEY_RE.match(k) and k not in keyset:
+            skipped.append({"store": str(store), "file": name, "reason": "member without a record "
                             "(unfinished sample); not packed"})
+    sdir = str(store)
     for key in tqdm(keys, desc=f"scan {store.name}", unit="sample", disable=not progress, leave=False):
-        jp = member_path(store, key, "json")
+        jp = os.path.join(sdir, f"{key}.json")
         try:
-            raw = jp.read_bytes()
+            with open(jp, "rb") as fh:
+                raw = fh.read()
             rec = json.loads(raw)
             SampleRecord.model_validate(rec)
         except Exception as exc:  # JSON syntax or pydantic validation: name the file, keep going
@@ -240,20 +245,20 @@ def scan_store(store: str | os.PathLike, index: int, problems: list[str],
             continue
         sizes, shas, bad = [], [], False
         for m in MEMBERS:
-            p = member_path(store, key, m)
+            fname = f"{key}.{m}"
             meta = rec.get("files", {}).get(m)
             if meta is None:
                 problems.append(f"sample {key} in {store}: member {m} not listed in its record")
                 bad = True
                 continue
             try:
-                size = p.stat().st_size
+                size = os.stat(os.path.join(sdir, fname)).st_size
             except FileNotFoundError:
-                problems.append(f"sample {key} in {store}: member {p.name} is missing")
+                problems.append(f"sample {key} in {store}: member {fname} is missing")
                 bad = True
                 continue
             if size != meta["bytes"]:
-                problems.append(f"sample {key} in {store}: member {p.name} has {size} bytes, "
+                problems.append(f"sample {key} in {store}: member {fname} has {size} bytes, "
                                 f"its record says {meta['bytes']}")
                 bad = True
                 continue

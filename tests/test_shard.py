@@ -3,6 +3,8 @@ shards read back with the stock ``webdataset`` library. Ray Data is tested in te
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import shutil
 import tarfile
@@ -446,3 +448,55 @@ def test_encode_train_jpeg_and_float_depth(stores, tmp_path):
         assert np.abs(s["rgb.jpg"].astype(int) - want).mean() < 4  # JPEG q95 4:4:4
         assert s["json"]["encoding"]["rgb"]["view_transform"] == {
             "exposure_ev": -1.0, "tone": "reinhard", "clip": [0.0, 1.0], "quantisation": "floor(255 * v + 0.5)"}
+
+
+# ----------------------------------------------------------------------------- tar layout of the fast writer
+
+def test_shard_bytes_equal_a_tarfile_archive(stores, tmp_path):
+    """The hand-laid tar stream equals what tarfile's own writer makes of the same members,
+    including a pax extended header for a key too long for a ustar name; sha256 and size in the
+    entry describe the file; a tiny max_pending exercises the back-pressure path."""
+    from synthgen.contract import write_sample
+    from _shard_stores import arrays, synthetic_record
+
+    long_store = tmp_path / "long"
+    long_key = "k" * 120  # > 100 characters: needs a pax header
+    write_sample(long_store, long_key, *arrays(long_key), synthetic_record("scanL", 0))
+    all_stores = [str(s) for s in stores] + [str(long_store)]
+    plan = make_plan(all_stores, {"train": 1.0}, {"train": None}, 5, {"name": "exr"}, None, 100, progress=False)
+    sh = plan.shards[0]
+    assert long_key in [it.key for it in sh.items]
+    entry = write_shard(tmp_path / "out" / sh.name, sh, plan.stores, {"name": "exr"}, max_pending=1)
+    got = (tmp_path / "out" / sh.name).read_bytes()
+
+    ref = tmp_path / "ref.tar"
+    with tarfile.open(ref, "w", format=tarfile.PAX_FORMAT, encoding="utf-8") as tar:
+        for it in sh.items:
+            for ext in ("rgb.exr", "depth.exr", "mask.exr", "json"):
+                data = member_path(plan.stores[it.store], it.key, ext).read_bytes()
+                ti = tarfile.TarInfo(f"{it.key}.{ext}")
+                ti.size, ti.mtime, ti.mode, ti.uid, ti.gid, ti.uname, ti.gname = len(data), 0, 0o444, 0, 0, "", ""
+                tar.addfile(ti, io.BytesIO(data))
+    assert got == ref.read_bytes()
+    assert entry["bytes"] == len(got) and entry["sha256"] == hashlib.sha256(got).hexdigest()
+    assert entry["count"] == len(sh.items) and len(got) % tarfile.RECORDSIZE == 0
+
+
+def test_member_that_grew_since_the_scan_is_named(stores, tmp_path):
+    bad = _copy_store(stores[0], tmp_path / "syn")
+    plan = make_plan([str(bad)], {"train": 1.0}, {"train": None}, 0, {"name": "exr"}, None, 100, progress=False)
+    p = member_path(bad, plan.shards[0].items[2].key, "depth.exr")
+    p.write_bytes(p.read_bytes() + b"\0")
+    with pytest.raises(ShardInputError, match=rf"{plan.shards[0].items[2].key}.*depth.exr changed since the scan"):
+        write_shard(tmp_path / "out" / "x.tar", plan.shards[0], plan.stores, {"name": "exr"}, check_inputs=False)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_tar_header_fast_path_equals_tarfile():
+    from synthgen.shard_write import _tarinfo, tar_header
+
+    names = ["a", "x" * 99, "x" * 100, "x" * 101, "syn_s7_000001.rgb.exr", "k" * 120 + ".json", "é.json"]
+    sizes = [0, 1, 511, 512, 513, 1_000_000, 8 ** 11 - 1, 8 ** 11, 10 ** 12, 123_456_789]
+    for n in names:
+        for size in sizes:
+            assert tar_header(n, size) == _tarinfo(n, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
