@@ -41,6 +41,8 @@ MEMBERS = ("rgb.exr", "depth.exr", "mask.exr")
 ALL_MEMBERS = MEMBERS + ("json",)
 META_DIR = "_meta"
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+HALF_MAX = 65504.0
+"""Largest finite half-float value; RGB beyond it is stored saturated at it."""
 EXTRA_MEMBER_RE = re.compile(r"^[a-z0-9_]+\.exr$")
 
 
@@ -171,7 +173,8 @@ def write_sample(store: str | os.PathLike, key: str, rgb: np.ndarray, depth: np.
     Args:
         store: output folder (created if missing).
         key: sample key, ``[A-Za-z0-9_-]+``.
-        rgb: (H, W, 3) float array, linear RGB; stored as half float.
+        rgb: (H, W, 3) float array, linear RGB; stored as half float (NaN -> 0, values clipped to
+            ±65504, the half-float range).
         depth: (H, W) float array, planar z-depth in metres, 0 = invalid; stored as float32.
             Non-finite and negative values are stored as 0 (invalid).
         mask: (H, W) float array in [0, 1]; stored as half float.
@@ -201,7 +204,8 @@ def write_sample(store: str | os.PathLike, key: str, rgb: np.ndarray, depth: np.
     mask = np.clip(np.nan_to_num(mask.astype(np.float32)), 0.0, 1.0)
     rec = dict(record)
     rec.update(schema=SCHEMA, key=key, image={"width": int(w), "height": int(h)})
-    rgb16 = rgb.astype(np.float16)
+    # half float holds |x| <= 65504: NaN becomes 0 and larger values (fireflies) saturate at the limit
+    rgb16 = np.clip(np.nan_to_num(rgb.astype(np.float32), nan=0.0), -HALF_MAX, HALF_MAX).astype(np.float16)
     write_exr(member_path(store, key, "rgb.exr"),
               {"R": rgb16[..., 0], "G": rgb16[..., 1], "B": rgb16[..., 2]})
     write_exr(member_path(store, key, "depth.exr"), {"Z": depth})

@@ -58,6 +58,8 @@ def camera_for(job: Job, params: dict[str, Any], scan_info: dict[str, Any]) -> d
 
 
 REC709_LUMA = (0.2126, 0.7152, 0.0722)
+MAX_EXPOSURE_FACTOR = 256.0
+"""Auto exposure changes the image by at most ±8 stops (a black or empty subject would ask for more)."""
 
 
 def apply_exposure(rgb: np.ndarray, mask: np.ndarray, auto: bool, target: float, ev: float) -> dict[str, Any]:
@@ -66,17 +68,19 @@ def apply_exposure(rgb: np.ndarray, mask: np.ndarray, auto: bool, target: float,
     ``factor = target / median(Y of subject pixels) * 2**ev`` with Rec.709 luminance
     ``Y = 0.2126 R + 0.7152 G + 0.0722 B`` over pixels with mask > 0.5. The scene is lit only by the
     HDRI and rendering is linear in light, so this equals rendering with HDRI strength × factor.
-    Returns the record section: mode, target, EV offset, measured median and factor.
+    The factor is clamped to [1/256, 256] (±8 stops; ``clamped`` says so). Returns the record
+    section: mode, target, EV offset, measured median, factor and whether it was clamped.
     """
     if not auto:
         return {"mode": "off", "factor": 1.0}
     sel = mask > 0.5
     lum = rgb[sel] @ np.asarray(REC709_LUMA, np.float32) if sel.any() else np.zeros(0)
     median = float(np.median(lum)) if lum.size else 0.0
-    factor = float(target / median * 2.0 ** ev) if median > 1e-8 else 1.0
+    wanted = float(target / median * 2.0 ** ev) if median > 1e-8 else 1.0
+    factor = float(np.clip(wanted, 1.0 / MAX_EXPOSURE_FACTOR, MAX_EXPOSURE_FACTOR))
     rgb *= np.float32(factor)
     return {"mode": "auto", "target_median_luminance": target, "ev": ev,
-            "subject_median_luminance_before": median, "factor": factor}
+            "subject_median_luminance_before": median, "factor": factor, "clamped": factor != wanted}
 
 
 def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,

@@ -48,3 +48,24 @@ def test_sample_params_depend_only_on_seed_and_index():
     assert sample_key(job, 3) == "smoke_s7_000003" and "." not in sample_key(job, 3)
     groups = plan(job)
     assert sorted(i for v in groups.values() for i in v) == list(range(job.config.num_samples))
+
+
+def test_half_float_rgb_saturates_instead_of_overflowing(tmp_path):
+    from synthgen.contract import read_sample, write_sample
+
+    rgb = np.full((4, 4, 3), 0.5, np.float32)
+    rgb[0, 0] = 1e6  # a firefly beyond the half-float range
+    rgb[1, 1] = np.nan
+    rec = {"source": "synthetic", "subject_id": "s", "synthgen_version": "test",
+           "camera": {"K": [[4, 0, 1.5], [0, 4, 1.5], [0, 0, 1]]}, "depth": {}}
+    write_sample(tmp_path, "k", rgb, np.ones((4, 4)), np.ones((4, 4)), rec)
+    s = read_sample(tmp_path, "k")
+    assert np.isfinite(s.rgb).all() and s.rgb[0, 0, 0] == 65504 and s.rgb[1, 1, 0] == 0
+
+
+def test_auto_exposure_factor_is_clamped():
+    from synthgen.worker import apply_exposure
+
+    rgb = np.full((8, 8, 3), 1e-6, np.float32)
+    e = apply_exposure(rgb, np.ones((8, 8)), True, 0.2, 0.0)
+    assert e["factor"] == 256.0 and e["clamped"] and np.allclose(rgb, 256e-6)
