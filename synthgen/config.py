@@ -8,7 +8,6 @@ Errors are raised as :class:`ConfigError`, whose message names the file, the key
 from __future__ import annotations
 
 import glob
-import math
 import os
 from pathlib import Path
 from typing import Any, Literal

@@ -18,7 +18,6 @@ realism (f-stop, white balance, sensor noise) of relight ``r``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np

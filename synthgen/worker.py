@@ -133,7 +133,6 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
         timings["setup_s"] += time.perf_counter() - t0
         out = renderer.render(p["cycles_seed"], background_visible=(p["background"] == "visible"))
         timings["render_s"] += out["seconds"]
-        timings["setup_s"] += 0.0
         coverage = float(out["mask"].mean())
         if cfg.framing.coverage_min <= coverage <= cfg.framing.coverage_max:
             break

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +9,7 @@ import pytest
 import yaml
 
 from synthgen.cli import main
-from synthgen.config import ConfigError, RenderConfig, resolve_job
+from synthgen.config import RenderConfig, resolve_job
 from synthgen.distributions import Choice, LogUniform, Normal, Uniform
 
 from conftest import ROOT, SMOKE

@@ -4,7 +4,6 @@ raw-value -> metres checks at chosen pixels. Segmentation is off here (see test_
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np

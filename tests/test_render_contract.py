@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from synthgen.camera import intrinsics, look_at, orbit_position, project
+from synthgen.camera import intrinsics, look_at, project
 from synthgen.config import resolve_job
 from synthgen.contract import read_sample, verify_sample
 

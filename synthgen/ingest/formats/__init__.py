@@ -129,6 +129,30 @@ def frame_key(subject: str, frame: str) -> str:
     return f"{subject}-{sanitize_token(frame)}"
 
 
+SIDECAR_FILES = ("ATTRIBUTION.md", "intrinsics.json", "camera_intrinsics.json")
+
+
+def scan_photo_files(source: Path, opts: IngestOptions, exts: tuple[str, ...] | set[str],
+                     kind: str) -> list[FrameRef]:
+    """Frames of a single-file photo format (one photo = one frame): ``source`` is a photo or a
+    folder of them. Keys are ``{folder}-{stem}``; files with another extension become frames with
+    the ``not_an_image`` error (quarantined), sidecar files (:data:`SIDECAR_FILES`) are skipped."""
+    folder = source if is_dir(source) else source.parent
+    intr = folder_intrinsics(folder, opts, patterns=()) if is_dir(source) or opts.intrinsics else None
+    fname = sanitize_token(folder.resolve().name)
+    files = sorted(folder.iterdir(), key=lambda p: p.name) if is_dir(source) else [source]
+    refs = []
+    for p in files:
+        if p.name in SIDECAR_FILES:
+            continue
+        stem = p.name.rsplit(".", 1)[0] if "." in p.name else p.name
+        key = f"{fname}-{sanitize_token(stem)}"
+        err = None if p.suffix.lower() in exts else (
+            "not_an_image", f"{display_path(p.name)}: not a {kind} file")
+        refs.append(FrameRef(key, opts.subject_id or key, {"photo": str(p)}, {"intr": intr_to_info(intr)}, err))
+    return refs
+
+
 def _registry() -> dict[str, Reader]:
     from .dynamic_depth import DynamicDepthReader
     from .exr import ExrReader

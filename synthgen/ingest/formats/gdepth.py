@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common import (FrameError, FrameRef, LoadedFrame, K_from_exif, display_path, open_image, read_bytes,
-                      sanitize_token)
+from ..common import (FrameError, FrameRef, LoadedFrame, K_from_exif, display_path, open_image, read_bytes)
 from ..options import IngestOptions
 from ..xmp import XmpError, read_properties
-from . import Reader, folder_intrinsics, intr_to_info, is_dir, is_file, resolve_K
+from . import Reader, is_dir, resolve_K, scan_photo_files
 
 NS = "{http://ns.google.com/photos/1.0/depthmap/}"
 NS_IMG = "{http://ns.google.com/photos/1.0/image/}"
@@ -91,22 +90,7 @@ class GDepthReader(Reader):
                    for p in jpeg_candidates(source)[:50])
 
     def scan(self, source: Path, opts: IngestOptions, exclude: Path | None = None) -> list[FrameRef]:
-        folder = source if is_dir(source) else source.parent
-        intr = folder_intrinsics(folder, opts, patterns=()) if is_dir(source) or opts.intrinsics else None
-        fname = sanitize_token(folder.resolve().name)
-        files = sorted(folder.iterdir(), key=lambda p: p.name) if is_dir(source) else [source]
-        refs = []
-        for p in files:
-            stem = p.name.rsplit(".", 1)[0] if "." in p.name else p.name
-            key = f"{fname}-{sanitize_token(stem)}"
-            subject = opts.subject_id or key
-            err = None
-            if p.name in ("ATTRIBUTION.md", "intrinsics.json", "camera_intrinsics.json"):
-                continue
-            if p.suffix.lower() not in self.exts:
-                err = ("not_an_image", f"{display_path(p.name)}: not a {'/'.join(self.exts)} file")
-            refs.append(FrameRef(key, subject, {"photo": str(p)}, {"intr": intr_to_info(intr)}, err))
-        return refs
+        return scan_photo_files(source, opts, self.exts, '/'.join(self.exts))
 
     def load(self, ref: FrameRef, opts: IngestOptions) -> LoadedFrame:
         path = Path(ref.files["photo"])

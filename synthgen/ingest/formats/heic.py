@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common import FrameError, FrameRef, LoadedFrame, K_from_exif, display_path, sanitize_token, check_regular_file
+from ..common import FrameError, FrameRef, LoadedFrame, K_from_exif, display_path, check_regular_file
 from ..options import IngestOptions
-from . import Reader, folder_intrinsics, intr_to_info, is_dir, resolve_K
+from . import Reader, is_dir, resolve_K, scan_photo_files
 
 HEIC_EXTS = (".heic", ".heif", ".hif")
 REPRESENTATIONS = {0: "uniform_inverse_Z", 1: "uniform_disparity", 2: "uniform_Z", 3: "nonuniform_disparity"}
@@ -40,20 +40,7 @@ class HeicReader(Reader):
         return source.suffix.lower() in HEIC_EXTS
 
     def scan(self, source: Path, opts: IngestOptions, exclude: Path | None = None) -> list[FrameRef]:
-        folder = source if is_dir(source) else source.parent
-        intr = folder_intrinsics(folder, opts, patterns=()) if is_dir(source) or opts.intrinsics else None
-        fname = sanitize_token(folder.resolve().name)
-        files = sorted(folder.iterdir(), key=lambda p: p.name) if is_dir(source) else [source]
-        refs = []
-        for p in files:
-            if p.name in ("ATTRIBUTION.md", "intrinsics.json", "camera_intrinsics.json"):
-                continue
-            stem = p.name.rsplit(".", 1)[0] if "." in p.name else p.name
-            key = f"{fname}-{sanitize_token(stem)}"
-            err = None if p.suffix.lower() in HEIC_EXTS else (
-                "not_an_image", f"{display_path(p.name)}: not a HEIC file")
-            refs.append(FrameRef(key, opts.subject_id or key, {"photo": str(p)}, {"intr": intr_to_info(intr)}, err))
-        return refs
+        return scan_photo_files(source, opts, HEIC_EXTS, "HEIC")
 
     def load(self, ref: FrameRef, opts: IngestOptions) -> LoadedFrame:
         import pillow_heif

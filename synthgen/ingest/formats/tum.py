@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common import (FrameError, FrameRef, LoadedFrame, SourceError, display_path, load_depth_int, load_rgb8,
+from ..common import (FrameRef, LoadedFrame, SourceError, display_path, load_depth_int, load_rgb8,
                       make_K, pose_matrix, sanitize_token, slerp)
 from ..options import IngestOptions
 from . import Reader, folder_intrinsics, intr_to_info, is_dir, is_file, resolve_K
