@@ -56,6 +56,10 @@ MAX_IN_FLIGHT = 2
 RECOVERABLE_REASONS = {"worker_died", "exception"}
 
 
+class GpuClusterError(ConfigError):
+    """``render.device: gpu`` but the Ray cluster offers no GPU."""
+
+
 class StoreMismatchError(ConfigError):
     """The output folder holds samples of a different job (another config hash)."""
 
@@ -95,7 +99,8 @@ class RenderActorImpl:
         self.out_dir = out_dir
         self.previews = previews
         self.config_hash = config_hash or content_hash(self.job)
-        self.renderer = BlenderRenderer(threads=threads)
+        rs = self.job.config.render
+        self.renderer = BlenderRenderer(threads=threads, device=rs.device, gpu_backend=rs.gpu_backend)
         self._bad_scans: dict[str, str] = {}
 
     def ready(self) -> dict[str, Any]:
@@ -384,8 +389,8 @@ class _Run:
         cfg = job.config
         self.ray, self.job, self.out, self.ledger, self.bar = ray, job, out, ledger, bar
         self.rs = cfg.render
-        self.Actor = ray.remote(num_cpus=self.rs.threads_per_worker, max_restarts=0,
-                                max_task_retries=0)(RenderActorImpl)
+        self.Actor = ray.remote(num_cpus=self.rs.threads_per_worker, num_gpus=1 if self.rs.device == "gpu" else 0,
+                                max_restarts=0, max_task_retries=0)(RenderActorImpl)
         self.actor_args = (job.model_dump(mode="json"), str(out), cfg.output.previews,
                            self.rs.threads_per_worker, chash)
         self.queues = {s: deque(v) for s, v in plan(job, todo).items()}
@@ -671,6 +676,14 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None =
             with _sigterm_as_interrupt():  # after ray.init, which installs its own SIGTERM handler
                 n_cpu = int(ray.cluster_resources().get("CPU", 1))
                 n_workers = workers or cfg.workers or max(1, n_cpu // threads)
+                if cfg.render.device == "gpu":  # one worker per GPU
+                    n_gpu = int(ray.cluster_resources().get("GPU", 0))
+                    if n_gpu < 1:
+                        raise GpuClusterError(
+                            f"render.device: gpu, but the Ray cluster{' at ' + address if address else ''} "
+                            "has no GPUs (ray.cluster_resources() lists none); use render.device: cpu "
+                            "or start Ray on GPU nodes")
+                    n_workers = min(workers or cfg.workers or n_gpu, n_gpu)
                 n_workers = max(1, min(n_workers, len(todo)))
                 bar = tqdm(total=len(todo), desc="render", unit="sample", disable=not progress, file=sys.stderr)
                 run = _Run(ray, job, out, todo, n_workers, chash, ledger, bar)

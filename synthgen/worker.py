@@ -83,6 +83,16 @@ def apply_exposure(rgb: np.ndarray, mask: np.ndarray, auto: bool, target: float,
             "subject_median_luminance_before": median, "factor": factor, "clamped": factor != wanted}
 
 
+QUALITY_KEYS = ("diffuse_bounces", "glossy_bounces", "transmission_bounces", "transparent_bounces",
+                "env_map_resolution", "light_tree", "denoiser_prepass", "persistent_data")
+
+
+def quality_settings(rs) -> dict[str, Any]:
+    """The Cycles quality settings of :class:`synthgen.config.RenderSettings` beyond samples,
+    adaptive threshold, denoise and max bounces (keyword arguments of ``BlenderRenderer.configure``)."""
+    return {k: getattr(rs, k) for k in QUALITY_KEYS}
+
+
 def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
                   previews: bool = False, config_hash: str | None = None) -> dict[str, Any]:
     """Render sample ``index`` of ``job`` into ``out_dir``, re-sampling until the framing fits.
@@ -129,7 +139,8 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
         renderer.set_camera(cam["camera_to_world"], p["focal_length_mm"], p["sensor_width_mm"])
         # relights of a view must share the mask: adaptive sampling would make it light-dependent
         adaptive = rs.adaptive_threshold if cfg.relights_per_view == 1 else 0.0
-        renderer.configure(rs.width, rs.height, rs.samples, adaptive, rs.denoise, rs.max_bounces)
+        renderer.configure(rs.width, rs.height, rs.samples, adaptive, rs.denoise, rs.max_bounces,
+                           **quality_settings(rs))
         timings["setup_s"] += time.perf_counter() - t0
         out = renderer.render(p["cycles_seed"], background_visible=(p["background"] == "visible"))
         timings["render_s"] += out["seconds"]
@@ -211,7 +222,7 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
             "settings": {"engine": "CYCLES", "device": rs.device, "samples": rs.samples,
                          "adaptive_threshold": adaptive, "denoise": rs.denoise,
                          "denoiser": "OPENIMAGEDENOISE" if rs.denoise else None,
-                         "max_bounces": rs.max_bounces, "cycles_seed": p["cycles_seed"],
+                         "max_bounces": rs.max_bounces, **quality_settings(rs), "cycles_seed": p["cycles_seed"],
                          "width": rs.width, "height": rs.height},
             "versions": {"synthgen": __version__, "blender": blender_version()},
             "config_hash": config_hash or content_hash(job),

@@ -278,3 +278,40 @@ def test_auto_exposure_hits_target(head_sample):
     assert abs(np.median(lum) / (0.2 * 2 ** e["ev"]) - 1) < 0.01  # half-float storage rounding
     h = s.record["render"]["hdri"]
     assert math.isclose(h["effective_strength"], h["strength"] * e["factor"])
+
+
+def test_quality_settings_reach_cycles_and_the_record(renderer, tmp_path):
+    """Bounce limits, HDRI importance map, light tree and OIDN guiding passes are applied to the
+    Cycles scene and recorded; Blender's defaults come back when a limit is null."""
+    job = resolve_job(SMOKE, {"num_samples": 1, "output.previews": False, "render.max_bounces": 5,
+                              "render.diffuse_bounces": 2, "render.glossy_bounces": 1,
+                              "render.env_map_resolution": 512, "render.light_tree": False,
+                              "render.denoise": True, "render.denoiser_prepass": "albedo"})
+    from synthgen.worker import render_sample
+
+    rec = render_sample(renderer, job, 0, tmp_path)["record"]
+    c = bpy.context.scene.cycles
+    assert (c.max_bounces, c.diffuse_bounces, c.glossy_bounces, c.transmission_bounces) == (5, 2, 1, 12)
+    assert bpy.context.scene.world.cycles.sampling_method == "MANUAL"
+    assert bpy.context.scene.world.cycles.sample_map_resolution == 512
+    assert not c.use_light_tree and c.denoising_input_passes == "RGB_ALBEDO"
+    st = rec["render"]["settings"]
+    assert st["env_map_resolution"] == 512 and st["diffuse_bounces"] == 2 and st["light_tree"] is False
+    renderer.configure(64, 64, 1, 0, False, 3, env_map_resolution=0)
+    assert bpy.context.scene.world.cycles.sampling_method == "AUTOMATIC"
+    assert (c.diffuse_bounces, c.glossy_bounces) == (4, 4)
+
+
+def test_gpu_device_without_a_gpu_raises_a_clear_error():
+    """``device="gpu"`` asks Blender for OptiX/CUDA devices; where there are none (no NVIDIA driver)
+    the error names the setting and the backend. On a machine with a GPU, the renderer uses it."""
+    import shutil as _sh
+
+    from synthgen.blender import BlenderRenderer, GpuUnavailableError
+
+    if _sh.which("nvidia-smi"):
+        r = BlenderRenderer(threads=1, device="gpu", gpu_backend="cuda")
+        assert r.gpu_devices and bpy.context.scene.cycles.device == "GPU"
+        return
+    with pytest.raises(GpuUnavailableError, match="render.device: gpu with gpu_backend optix"):
+        BlenderRenderer(threads=1, device="gpu", gpu_backend="optix")

@@ -258,3 +258,15 @@ def test_unexpected_error_is_retried_on_fresh_worker_then_quarantined(tmp_path: 
     assert run["retried"] == 1 and run["written"] == 0 and run["status"] == "failures"
     assert "1 retried, 1 failed" in res.stdout
     assert not list(out.glob(".tmp-*"))
+
+
+def test_gpu_device_on_a_cluster_without_gpus_is_refused(tmp_path: Path):
+    """``render.device: gpu`` runs one worker per GPU; a Ray cluster without GPUs (this machine) gets
+    a clear error naming the setting and exit 2, not hanging actors."""
+    out = tmp_path / "gpu"
+    res = run_cli("render", "--config", str(SMOKE), "--out", str(out), "--set", "render.device=gpu",
+                  "--no-progress")
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "render.device: gpu" in res.stderr and "no GPUs" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert list_keys(out) == []
