@@ -63,6 +63,24 @@ def _quiet_stdout():
             os.close(fd)
 
 
+def _frame_range(action) -> tuple[int, int]:
+    """Inclusive integer frame range of an action (its keyframe range rounded to whole frames)."""
+    first, last = action.frame_range
+    return int(round(first)), int(round(last))
+
+
+def _pose_actions_of(arm) -> list[Any]:
+    """Actions of an armature (active and NLA strips) that animate at least one pose bone, by name."""
+    ad = arm.animation_data
+    if ad is None:
+        return []
+    acts = {a for a in [ad.action, *(s.action for t in ad.nla_tracks for s in t.strips)] if a is not None}
+    keep = [a for a in acts if any(fc.data_path.startswith("pose.bones[") for fc in a.fcurves)]
+    for a in keep:
+        a.use_fake_user = True  # unassigned but kept until the scan is cleared
+    return sorted(keep, key=lambda a: a.name)
+
+
 def blender_version() -> str:
     import bpy
 
@@ -93,7 +111,9 @@ class BlenderRenderer:
         self.scan_info: dict[str, Any] | None = None
         self._cache_key: tuple | None = None
         self._scan_objects: list[Any] = []
+        self._pose_actions: list[tuple[Any, Any]] = []
         self._area_lights: list[Any] = []
+        self._motion_blur_state: dict[str, Any] | None = None
         self._setup_scene()
 
     # ------------------------------------------------------------------ scene
@@ -170,6 +190,10 @@ class BlenderRenderer:
             with contextlib.suppress(ReferenceError):
                 bpy.data.objects.remove(obj, do_unlink=True)
         self._scan_objects = []
+        for _, action in self._pose_actions:
+            with contextlib.suppress(ReferenceError):
+                bpy.data.actions.remove(action)
+        self._pose_actions = []
         self.scan_info = None
         self._cache_key = None
         bpy.data.orphans_purge(do_local_ids=True, do_linked_ids=True, do_recursive=True)
@@ -211,22 +235,31 @@ class BlenderRenderer:
                 bpy.data.objects.remove(o, do_unlink=True)
         bpy.data.orphans_purge(do_local_ids=True, do_linked_ids=True, do_recursive=True)
 
-    def load_scan(self, asset: ScanAsset, rest_pose: bool = False, appearance: bool = False) -> dict[str, Any]:
+    def load_scan(self, asset: ScanAsset, rest_pose: bool = False, appearance: bool = False,
+                  keep_animation: bool = False) -> dict[str, Any]:
         """Import ``asset`` (unless it is already loaded), normalise it to metres and place it.
 
         The scan is scaled uniformly so that its vertical extent equals ``size.height_m`` (or by
         ``size.unit`` / ``size.scale``), then translated so that its bounding box is centred on
         x = y = 0 with its lowest point at z = 0.
 
+        Args:
+            rest_pose: remove the rigs' animation and measure the scan in its rest pose.
+            appearance: insert the appearance nodes (see :meth:`set_appearance`).
+            keep_animation: with ``rest_pose``, keep the rigs' pose actions (unassigned, so the
+                rest pose is still what is measured) for ``set_pose`` with an ``animation_phase``.
+
         Returns:
             dict with ``id``, ``scale_applied`` (file units -> metres), ``bbox_min_m``/``bbox_max_m``
             (world, after placement), ``target_head_m`` and ``target_center_m`` (world points),
-            ``head_region_height_m``, ``num_vertices`` and ``warnings`` (list of str).
+            ``head_region_height_m``, ``num_vertices``, ``warnings`` (list of str), ``armatures``
+            and ``animations`` (``[{"armature", "action", "frame_range": [first, last]}]``, integer
+            frames, only with ``keep_animation``).
 
         Raises:
             ScanImportError: the import fails or yields no mesh.
         """
-        cache_key = (asset.id, rest_pose, appearance)
+        cache_key = (asset.id, rest_pose, appearance, keep_animation and rest_pose)
         if self.scan_info is not None and self._cache_key == cache_key:
             return self.scan_info
         bpy = self.bpy
@@ -260,8 +293,12 @@ class BlenderRenderer:
         self._pivot = pivot
         self._meshes = meshes
         self._armatures = [o for o in new if o.type == "ARMATURE"]
+        for o in new:  # frozen in a motion-blur pass: only the camera moves (see set_motion_blur)
+            o.cycles.use_motion_blur = False
         if rest_pose:
             for arm in self._armatures:
+                if keep_animation:
+                    self._pose_actions += [(arm, a) for a in _pose_actions_of(arm)]
                 arm.animation_data_clear()
                 for pb in arm.pose.bones:
                     pb.matrix_basis.identity()
@@ -301,6 +338,8 @@ class BlenderRenderer:
             "num_vertices": int(len(verts)),
             "warnings": warnings,
             "armatures": [a.name for a in self._armatures],
+            "animations": [{"armature": arm.name, "action": act.name, "frame_range": list(_frame_range(act))}
+                           for arm, act in self._pose_actions],
         }
         self._cache_key = cache_key
         self._rest_armature_world = {a.name: np.array(a.matrix_world) for a in self._armatures}
@@ -426,12 +465,18 @@ class BlenderRenderer:
             pose: ``{"subject_yaw_deg": float, "joints": {name: {"yaw_deg", "pitch_deg", "roll_deg"}}}``.
                 A joint rotation ``R = Rz(yaw) Rx(pitch) Ry(roll)`` (body frame: the unrotated
                 subject's world frame, +X its left, +Y behind it, +Z up) is applied about the bone's
-                head on top of the pose of its parents.
+                head on top of the pose of its parents. With ``"animation_phase": u`` (in [0, 1)),
+                the base pose is frame ``floor(u * N)`` of the ``N`` integer frames of the pose
+                actions kept by ``load_scan(..., keep_animation=True)`` (their inclusive frame
+                ranges laid end to end in name order), evaluated with
+                ``Pose.apply_pose_from_action``; the joint rotations are applied on top of it.
 
         Returns:
             the record section: ``rigged``, ``subject_yaw_deg``, ``joints`` (list of
             ``{"joint", "bone", "yaw_deg", "pitch_deg", "roll_deg"}``) and ``missing`` (joint names
-            whose bones the scan lacks).
+            whose bones the scan lacks); with an ``animation_phase`` also ``animation``
+            (``{"armature", "action", "frame", "frame_range", "phase"}``, or ``None`` when the scan
+            has no pose animation: rest pose instead) and ``warnings`` (list of str).
         """
         from mathutils import Euler, Matrix
 
@@ -440,6 +485,14 @@ class BlenderRenderer:
         for arm in self._armatures:
             for pb in arm.pose.bones:
                 pb.matrix_basis.identity()
+        extra: dict[str, Any] = {}
+        if "animation_phase" in pose:
+            extra = {"animation": self._apply_animation_frame(float(pose["animation_phase"])), "warnings": []}
+            if extra["animation"] is None:
+                msg = (f"scan {self.scan_info['id'] if self.scan_info else '?'}: pose.source is animation but "
+                       "the scan has no pose animation; using the rest pose")
+                extra["warnings"].append(msg)
+                log.warning("%s", msg)
         bpy.context.view_layer.update()
         done, missing = [], []
         self._head_bone = None
@@ -467,7 +520,26 @@ class BlenderRenderer:
         self._pivot.rotation_euler = (0.0, 0.0, math.radians(pose.get("subject_yaw_deg", 0.0)))
         bpy.context.view_layer.update()
         return {"rigged": bool(self._armatures), "subject_yaw_deg": float(pose.get("subject_yaw_deg", 0.0)),
-                "joints": done, "missing": missing}
+                "joints": done, "missing": missing, **extra}
+
+    def _apply_animation_frame(self, phase: float) -> dict[str, Any] | None:
+        """Pose the rig at frame ``floor(phase * N)`` of the kept pose actions' ``N`` integer frames
+        (see :meth:`set_pose`); ``None`` when there are none. Bones the action does not animate
+        keep their current (rest) pose."""
+        ranges = [(arm, act, *_frame_range(act)) for arm, act in self._pose_actions]
+        total = sum(last - first + 1 for _, _, first, last in ranges)
+        if total == 0:
+            return None
+        k = min(int(math.floor(phase * total)), total - 1)
+        for arm, act, first, last in ranges:
+            n = last - first + 1
+            if k < n:
+                frame = first + k
+                arm.pose.apply_pose_from_action(act, evaluation_time=float(frame))
+                return {"armature": arm.name, "action": act.name, "frame": frame,
+                        "frame_range": [first, last], "phase": phase}
+            k -= n
+        raise AssertionError("unreachable")
 
     def posed_point(self, p_rest: list[float]) -> list[float]:
         """Where a world point of the rest-pose scan (e.g. ``target_head_m``) is after :meth:`set_pose`:
@@ -585,6 +657,76 @@ class BlenderRenderer:
         if f_stop is not None:
             dof.focus_distance = float(focus_distance_m)
             dof.aperture_fstop = float(f_stop)
+
+    def set_motion_blur(self, c2w_cv: np.ndarray, shutter_s: float, angular_velocity_deg_s: list[float],
+                        translation_velocity_m_s: list[float]) -> None:
+        """Camera shake for the next render: Cycles motion blur with the exposure centred on the
+        camera pose ``c2w_cv`` (OpenCV camera-to-world 4×4, metres), which must be the pose last
+        given to :meth:`set_camera`.
+
+        The camera is keyframed (linear interpolation, location + quaternion) at the current
+        frame F and F ± 1 with :func:`synthgen.camera.shake_pose` at ``t = 0, ±shutter_s``;
+        the shutter is 1 frame centred on F, so the exposure covers ``t`` in
+        ``[-shutter_s / 2, +shutter_s / 2]`` (independent of the scene's frame rate). The scan's
+        objects do not move (their ``cycles.use_motion_blur`` is off). Undo with
+        :meth:`clear_motion_blur` (the renderer is reused for later samples).
+
+        Args:
+            shutter_s: exposure time in seconds (> 0).
+            angular_velocity_deg_s, translation_velocity_m_s: 3-vectors in the camera's OpenCV
+                axes (x right, y down, z forward), deg/s and m/s.
+        """
+        from mathutils import Matrix
+
+        from .camera import shake_pose
+
+        bpy, sc, cam = self.bpy, self.scene, self.camera
+        self.clear_motion_blur()
+        self._motion_blur_state = {"matrix_world": cam.matrix_world.copy(), "rotation_mode": cam.rotation_mode,
+                                   "shutter": sc.render.motion_blur_shutter,
+                                   "position": sc.render.motion_blur_position}
+        f0 = sc.frame_current
+        keys = []
+        for k in (-1, 0, 1):
+            m = shake_pose(c2w_cv, angular_velocity_deg_s, translation_velocity_m_s, k * shutter_s) @ CV_TO_BLENDER
+            loc, q, _ = Matrix(m.tolist()).decompose()
+            keys.append((f0 + k, loc, q))
+        q0 = keys[1][2]
+        cam.rotation_mode = "QUATERNION"
+        for frame, loc, q in keys:
+            if q.dot(q0) < 0:  # same hemisphere, or the interpolation would take the long way round
+                q.negate()
+            cam.location = loc
+            cam.rotation_quaternion = q
+            cam.keyframe_insert("location", frame=frame)
+            cam.keyframe_insert("rotation_quaternion", frame=frame)
+        for fc in cam.animation_data.action.fcurves:
+            for kp in fc.keyframe_points:
+                kp.interpolation = "LINEAR"
+        sc.render.use_motion_blur = True
+        sc.render.motion_blur_shutter = 1.0
+        sc.render.motion_blur_position = "CENTER"
+        bpy.context.view_layer.update()
+
+    def clear_motion_blur(self) -> None:
+        """Undo :meth:`set_motion_blur`: motion blur off, the camera's keyframes and action removed,
+        its clean pose restored. Does nothing when no motion blur is set."""
+        st = self._motion_blur_state
+        if st is None:
+            return
+        bpy, sc, cam = self.bpy, self.scene, self.camera
+        sc.render.use_motion_blur = False
+        sc.render.motion_blur_shutter = st["shutter"]
+        sc.render.motion_blur_position = st["position"]
+        ad = cam.animation_data
+        action = ad.action if ad is not None else None
+        cam.animation_data_clear()
+        if action is not None and action.users == 0:
+            bpy.data.actions.remove(action)
+        cam.rotation_mode = st["rotation_mode"]
+        cam.matrix_world = st["matrix_world"]
+        self._motion_blur_state = None
+        bpy.context.view_layer.update()
 
     def configure(self, width: int, height: int, samples: int, adaptive_threshold: float,
                   denoise: bool, max_bounces: int, *, diffuse_bounces: int | None = None,

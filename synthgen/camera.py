@@ -90,3 +90,40 @@ def project(points_world: np.ndarray, K: np.ndarray, c2w: np.ndarray) -> tuple[n
     z = pc[:, 2]
     uv = (pc @ K.T)[:, :2] / z[:, None]
     return uv, z
+
+
+def _axis_angle_matrix(rotvec: np.ndarray) -> np.ndarray:
+    """3×3 rotation for a rotation vector (axis × angle in radians), Rodrigues' formula."""
+    theta = float(np.linalg.norm(rotvec))
+    if theta < 1e-15:
+        return np.eye(3)
+    k = np.asarray(rotvec, float) / theta
+    Kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + math.sin(theta) * Kx + (1.0 - math.cos(theta)) * (Kx @ Kx)
+
+
+def shake_pose(c2w: np.ndarray, angular_velocity_deg_s, translation_velocity_m_s, t_s: float) -> np.ndarray:
+    """Camera-to-world (4×4, OpenCV axes, metres) ``t_s`` seconds after ``c2w`` for a camera moving
+    at constant velocities given in its own axes (x right, y down, z forward):
+    ``c2w(t) = c2w @ [[R(ω t), v t], [0, 1]]`` with ``R`` the rotation by the vector ``ω t``
+    (Rodrigues' formula; ω in deg/s, v in m/s). ``t_s`` may be negative."""
+    d = np.eye(4)
+    d[:3, :3] = _axis_angle_matrix(np.radians(np.asarray(angular_velocity_deg_s, float)) * t_s)
+    d[:3, 3] = np.asarray(translation_velocity_m_s, float) * t_s
+    return np.asarray(c2w, float) @ d
+
+
+def shake_blur_px(K: np.ndarray, distance_m: float, angular_velocity_deg_s, translation_velocity_m_s,
+                  shutter_s: float) -> float:
+    """Length in pixels of the blur streak at the principal point for a static point ``distance_m``
+    in front of the camera, moving as in :func:`shake_pose` for ``shutter_s`` seconds.
+
+    A static point P in camera coordinates moves as ``dP/dt = -v - ω × P``; at ``P = (0, 0, d)``
+    the image velocity is ``du/dt = -fx (v_x / d + ω_y)``, ``dv/dt = fy (ω_x - v_y / d)`` (pixels/s;
+    first-order, the usual image-motion equations, e.g. Longuet-Higgins & Prazdny 1980).
+    """
+    w = np.radians(np.asarray(angular_velocity_deg_s, float))
+    v = np.asarray(translation_velocity_m_s, float)
+    du = -K[0, 0] * (v[0] / distance_m + w[1])
+    dv = K[1, 1] * (w[0] - v[1] / distance_m)
+    return float(math.hypot(du, dv) * shutter_s)

@@ -257,9 +257,23 @@ class PoseConfig(_Model):
     """Subject pose (off by default). Rigged scans (with an armature) get every joint of ``joints``
     rotated within its limits (joints whose bones are not found are recorded as missing); every scan
     gets ``subject_yaw_deg``, a rotation of the whole subject about the vertical axis through x = y = 0.
-    The pose is applied after the scan was measured and scaled in its rest pose (see README)."""
+    The pose is applied after the scan was measured and scaled in its rest pose (see README).
+
+    ``source`` is where the base pose comes from before the joints are rotated on top of it:
+
+    - ``joints`` (default): the rest pose.
+    - ``animation``: a frame of the scan's embedded animation (e.g. CesiumMan's walk). A phase
+      ``u`` in [0, 1) is drawn per view (:func:`synthgen.sampling.pose_params`) and mapped to one of
+      the ``N`` integer frames of the rig's pose actions (the actions' frame ranges laid end to
+      end, actions sorted by name): frame ``floor(u * N)`` of that list, so every frame is equally
+      likely. The joint limits then act as perturbations of that frame (narrow them, e.g. ±5°).
+      A scan without a pose animation (unrigged, or actions that move no bone) falls back to the
+      rest pose with a warning in ``render.pose.warnings`` (``render.pose.animation`` is null), so
+      animated and static scans can share a job.
+    """
 
     enabled: bool = False
+    source: Literal["joints", "animation"] = "joints"
     subject_yaw_deg: Distribution = Constant(value=0.0)
     joints: list[JointConfig] = Field(default_factory=_default_joints)
 
@@ -327,7 +341,21 @@ class CameraRealismConfig(_Model):
     illuminant. ``sensor_noise``: heteroscedastic Gaussian approximation of Poisson-Gaussian sensor
     noise on the exposed linear RGB, ``var = shot_noise_k * x + read_noise_std²`` per channel
     (Foi et al., "Practical Poissonian-Gaussian noise modeling and fitting for single-image raw
-    data", IEEE TIP 2008), clipped at 0."""
+    data", IEEE TIP 2008), clipped at 0.
+
+    ``motion_blur``: hand shake during an exposure of ``shutter_s`` seconds, rendered with Cycles
+    motion blur. The camera moves at a constant angular velocity (speed ``shake_angular_speed_deg_s``
+    in deg/s about a uniformly random axis) and a constant translation velocity (speed
+    ``shake_translation_speed_m_s`` in m/s in a uniformly random direction), both in the camera's
+    own (OpenCV) axes; the clean camera pose is the centre of the exposure, so the blurred RGB
+    stays registered to the clean depth and mask. Under HDRI lighting a translation of the camera
+    equals the opposite translation of the subject, so subject sway is covered by the same
+    velocity; the subject itself is frozen (an embedded animation does not play during the
+    shutter). Hand tremor turns a held camera at roughly 1-5 deg/s; with the defaults (1/250 to
+    1/15 s, 0.5-8 deg/s) a 50 mm lens on a 36 mm sensor 1920 px across gets rotational blur
+    streaks from 0.1 px to 25 px (about 1.5 px typical). With ``dof`` too, both effects come from
+    the same single extra pass (about twice the render time, like ``dof`` alone).
+    """
 
     dof: bool = False
     f_stop: Distribution = Field(default_factory=lambda: LogUniform(dist="loguniform", low=1.8, high=8.0))
@@ -337,8 +365,19 @@ class CameraRealismConfig(_Model):
     sensor_noise: bool = False
     shot_noise_k: Distribution = Field(default_factory=lambda: LogUniform(dist="loguniform", low=1e-4, high=4e-3))
     read_noise_std: Distribution = Field(default_factory=lambda: LogUniform(dist="loguniform", low=2e-4, high=3e-3))
+    motion_blur: bool = False
+    shutter_s: Distribution = Field(
+        default_factory=lambda: LogUniform(dist="loguniform", low=1 / 250, high=1 / 15),
+        description="exposure time in seconds")
+    shake_angular_speed_deg_s: Distribution = Field(
+        default_factory=lambda: LogUniform(dist="loguniform", low=0.5, high=8.0),
+        description="camera angular speed during the exposure (deg/s), random axis")
+    shake_translation_speed_m_s: Distribution = Field(
+        default_factory=lambda: LogUniform(dist="loguniform", low=0.002, high=0.05),
+        description="camera speed relative to the subject during the exposure (m/s), random direction")
 
-    @field_validator("f_stop", "wb_red_gain", "wb_blue_gain", "shot_noise_k", "read_noise_std")
+    @field_validator("f_stop", "wb_red_gain", "wb_blue_gain", "shot_noise_k", "read_noise_std", "shutter_s",
+                     "shake_angular_speed_deg_s", "shake_translation_speed_m_s")
     @classmethod
     def _pos(cls, d):
         lo, _ = d.bounds()
@@ -348,7 +387,7 @@ class CameraRealismConfig(_Model):
 
     @property
     def any(self) -> bool:
-        return self.dof or self.white_balance or self.sensor_noise
+        return self.dof or self.white_balance or self.sensor_noise or self.motion_blur
 
 
 class OutputConfig(_Model):

@@ -13,7 +13,9 @@ geometry; relight 0 keeps the view stream's lighting, relight ``r > 0`` draws HD
 strength and exposure offset from ``(v, 1 + attempt, 2000 + r)``. With K = 1 every value equals the
 pre-relight scheme. Sub-streams of ``(v, 1 + attempt)``: ``1000`` pose, ``1001`` appearance,
 ``3000 + r`` extra area lights of relight ``r``, ``4000`` depth-sensor noise, ``5000 + r`` camera
-realism (f-stop, white balance, sensor noise) of relight ``r``.
+realism (f-stop, white balance, sensor noise, then motion blur) of relight ``r``. Pose animation
+phase and motion blur were added after the values before them in their streams, so jobs without
+them draw exactly what they drew before.
 """
 
 from __future__ import annotations
@@ -59,13 +61,42 @@ def _lighting(cfg, rng, hdri_ids) -> dict[str, Any]:
 def pose_params(job: Job, view: int, attempt: int) -> dict[str, Any]:
     """Pose of a view: ``{"subject_yaw_deg", "joints": {name: {"yaw_deg", "pitch_deg", "roll_deg"}}}``
     (degrees, body frame; see :class:`synthgen.config.JointConfig`). Every configured joint is drawn,
-    whether or not the scan has the bone, so the values do not depend on the scan."""
+    whether or not the scan has the bone, so the values do not depend on the scan. With
+    ``pose.source: animation`` also ``animation_phase``, uniform in [0, 1): the position in the
+    scan's animation frames, mapped to a frame by :meth:`synthgen.blender.BlenderRenderer.set_pose`
+    (the frame range is only known once the scan is loaded)."""
     pc = job.config.pose
     rng = _rng(job.config.seed, view, 1 + attempt, 1000)
     out: dict[str, Any] = {"subject_yaw_deg": float(pc.subject_yaw_deg.sample(rng)), "joints": {}}
     for j in pc.joints:
         out["joints"][j.name] = {a: float(getattr(j, a).sample(rng)) for a in ("yaw_deg", "pitch_deg", "roll_deg")}
+    if pc.source == "animation":
+        out["animation_phase"] = float(rng.random())
     return out
+
+
+def _unit_vector(rng: np.random.Generator) -> list[float]:
+    """Direction uniform on the unit sphere (normalised 3D standard normal; Muller 1959)."""
+    while True:
+        v = rng.standard_normal(3)
+        n = float(np.linalg.norm(v))
+        if n > 1e-9:
+            return (v / n).tolist()
+
+
+def motion_blur_params(cr, rng: np.random.Generator) -> dict[str, Any]:
+    """Hand shake of one exposure (see :class:`synthgen.config.CameraRealismConfig`): ``shutter_s``
+    (seconds), ``angular_velocity_deg_s`` and ``translation_velocity_m_s`` (3-vectors in the
+    camera's OpenCV axes: x right, y down, z forward; deg/s and m/s), with speeds drawn from the
+    config and directions uniform on the sphere."""
+    shutter = float(cr.shutter_s.sample(rng))
+    w_speed = float(cr.shake_angular_speed_deg_s.sample(rng))
+    w_dir = _unit_vector(rng)
+    v_speed = float(cr.shake_translation_speed_m_s.sample(rng))
+    v_dir = _unit_vector(rng)
+    return {"shutter_s": shutter,
+            "angular_velocity_deg_s": [w_speed * c for c in w_dir],
+            "translation_velocity_m_s": [v_speed * c for c in v_dir]}
 
 
 def appearance_params(job: Job, view: int, attempt: int) -> dict[str, Any]:
@@ -149,6 +180,8 @@ def sample_params(job: Job, index: int, attempt: int = 0) -> dict[str, Any]:
             c["shot_noise_k"] = float(cr.shot_noise_k.sample(crng))
             c["read_noise_std"] = float(cr.read_noise_std.sample(crng))
             c["noise_seed"] = int(crng.integers(0, 2**31 - 1))
+        if cr.motion_blur:
+            c["motion_blur"] = motion_blur_params(cr, crng)
         p["camera_realism"] = c
     if cfg.area_lights.count.bounds()[1] not in (0, None):
         p["area_lights"] = area_light_params(job, view, attempt, relight)

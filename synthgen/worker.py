@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .camera import intrinsics, look_at, orbit_position
+from .camera import intrinsics, look_at, orbit_position, shake_blur_px
 from .config import Job, content_hash
 from .contract import write_sample
 from .sampling import distance_for_fraction, sample_key, sample_params
@@ -120,7 +120,8 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
         t0 = time.perf_counter()
         p = sample_params(job, index, attempt)
         scan = scans[p["scan_id"]]
-        info = renderer.load_scan(scan, rest_pose=cfg.pose.enabled, appearance=cfg.appearance.enabled)
+        info = renderer.load_scan(scan, rest_pose=cfg.pose.enabled, appearance=cfg.appearance.enabled,
+                                  keep_animation=cfg.pose.enabled and cfg.pose.source == "animation")
         variation: dict[str, Any] = {}
         if cfg.pose.enabled:
             variation["pose"] = renderer.set_pose(cfg.pose.joints, p["pose"])
@@ -156,16 +157,37 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
 
     realism: dict[str, Any] = {}
     cr = p.get("camera_realism", {})
-    if "f_stop" in cr:  # second pass for the RGB only: depth and mask stay the pinhole ground truth
-        renderer.set_dof(cr["f_stop"], cam["distance_m"])
+    mb = cr.get("motion_blur")
+    if "f_stop" in cr or mb:
+        # one extra pass for the RGB only (depth of field and motion blur together): depth and mask
+        # stay the clean pinhole ground truth of the first pass
         try:
-            dof_out = renderer.render(p["cycles_seed"], background_visible=(p["background"] == "visible"))
+            if "f_stop" in cr:
+                renderer.set_dof(cr["f_stop"], cam["distance_m"])
+            if mb:
+                renderer.set_motion_blur(cam["camera_to_world"], mb["shutter_s"], mb["angular_velocity_deg_s"],
+                                         mb["translation_velocity_m_s"])
+            lens_out = renderer.render(p["cycles_seed"], background_visible=(p["background"] == "visible"))
         finally:
             renderer.set_dof(None)
-        timings["render_s"] += dof_out["seconds"]
-        out["rgb"] = dof_out["rgb"]
+            renderer.clear_motion_blur()
+        timings["render_s"] += lens_out["seconds"]
+        out["rgb"] = lens_out["rgb"]
+    if "f_stop" in cr:
         realism["dof"] = {"f_stop": cr["f_stop"], "focus_distance_m": cam["distance_m"],
                           "aperture_diameter_mm": p["focal_length_mm"] / cr["f_stop"], "model": "cycles_thin_lens"}
+    if mb:
+        w, v, T = mb["angular_velocity_deg_s"], mb["translation_velocity_m_s"], mb["shutter_s"]
+        realism["motion_blur"] = {
+            "model": "camera_shake_constant_velocity", "renderer": "cycles_motion_blur",
+            "shutter_s": T, "shutter_position": "centre",
+            "axes": "camera_opencv",
+            "angular_velocity_deg_s": w, "translation_velocity_m_s": v,
+            "angular_speed_deg_s": float(np.linalg.norm(w)), "translation_speed_m_s": float(np.linalg.norm(v)),
+            "rotation_during_exposure_deg": float(np.linalg.norm(w)) * T,
+            "translation_during_exposure_m": float(np.linalg.norm(v)) * T,
+            "centre_blur_px": shake_blur_px(cam["K"], cam["distance_m"], w, v, T),
+        }
     t0 = time.perf_counter()
     exposure = apply_exposure(out["rgb"], out["mask"], rs.auto_exposure, rs.exposure_target, p["exposure_ev"])
     if "wb_gains_rgb" in cr:
