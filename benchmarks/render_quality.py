@@ -36,6 +36,7 @@ import numpy as np
 
 from synthgen.config import resolve_job
 from synthgen.contract import read_sample
+from synthgen.sampling import sample_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,6 +102,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--only", help="comma-separated candidate names to run (default: all)")
     ap.add_argument("--persistent", action="store_true", help="also time persistent data on/off")
+    ap.add_argument("--ref-cache", default=str(ROOT / "out" / "bench_quality_refs"),
+                    help="folder keeping reference renders between runs (a sample store)")
+    ap.add_argument("--candidate", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                    help="an extra candidate of render.* settings, e.g. fast:samples=32,denoiser_prefilter=fast")
     args = ap.parse_args()
     from synthgen.blender import BlenderRenderer
 
@@ -114,13 +119,25 @@ def main() -> None:
     try:
         refs = {}
         ref_settings = {**BLENDER_DEFAULTS, "samples": args.reference_spp, "adaptive_threshold": 0.0}
+        ref_dir = Path(args.ref_cache) / f"{Path(args.config).stem}_{args.width}px_{args.reference_spp}spp"
         for i in indices:
-            s, cpu, wall = render_one(renderer, args.config, base, ref_settings, i, tmp / "ref")
+            job = resolve_job(args.config, base)
+            key = sample_key(job, i)
+            if (ref_dir / f"{key}.json").is_file():
+                refs[i] = read_sample(ref_dir, key)
+                print(f"reference {key}: cached in {ref_dir}", flush=True)
+                continue
+            s, cpu, wall = render_one(renderer, args.config, base, ref_settings, i, ref_dir)
             refs[i] = s
             print(f"reference {s.key}: {cpu:.1f} CPU s, {wall:.1f} s", flush=True)
         cands = candidates(args.spp)
+        import yaml
+
         if args.only:
             cands = {k: v for k, v in cands.items() if k in args.only.split(",")}
+        for c in args.candidate:  # always run
+            name, _, kvs = c.partition(":")
+            cands[name] = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in kvs.split(","))}
         rows = []
         for name, st in cands.items():
             cpus, walls, ps, pf = [], [], [], []

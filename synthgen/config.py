@@ -180,6 +180,10 @@ class RenderSettings(_Model):
     light_tree: bool = Field(True, description="Cycles light tree (many-light sampling)")
     denoiser_prepass: Literal["none", "albedo", "albedo_normal"] = Field(
         "albedo_normal", description="guiding passes given to OIDN")
+    denoiser_prefilter: Literal["accurate", "fast", "none"] = Field(
+        "accurate", description="OIDN prefiltering of the guiding passes (accurate: two extra OIDN runs)")
+    denoiser_quality: Literal["high", "balanced", "fast"] = Field("high", description="OIDN quality mode")
+    clamp_indirect: float = Field(10.0, ge=0, description="Cycles indirect light clamp (0 = off; Blender's default 10)")
     persistent_data: bool = Field(
         False, description="Cycles persistent data (keep scene data between renders); measured no faster "
                            "here, since the HDRI changes every sample (benchmarks/render_quality.py)")

@@ -36,6 +36,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +52,8 @@ from .sampling import plan, sample_key, scan_for
 log = logging.getLogger("synthgen.render")
 
 MAX_IN_FLIGHT = 2
-"""Render calls queued per actor: the next sample waits in the actor while the current one renders."""
+"""Render calls in flight per actor (also its Ray ``max_concurrency``): the next sample renders in
+Blender while the previous one post-processes and writes its files (EXR encoding, sha256, previews)."""
 
 RECOVERABLE_REASONS = {"worker_died", "exception"}
 
@@ -102,6 +104,7 @@ class RenderActorImpl:
         rs = self.job.config.render
         self.renderer = BlenderRenderer(threads=threads, device=rs.device, gpu_backend=rs.gpu_backend)
         self._bad_scans: dict[str, str] = {}
+        self._blender_lock = threading.Lock()  # bpy is not thread-safe: one render call in Blender at a time
 
     def ready(self) -> dict[str, Any]:
         """Identity of the worker process: ``pid``, ``node`` (IP), ``rss_mb``."""
@@ -135,7 +138,7 @@ class RenderActorImpl:
             if scan_id in self._bad_scans:  # do not re-import a scan that already failed here
                 raise ScanImportError(self._bad_scans[scan_id])
             res = render_sample(self.renderer, self.job, index, self.out_dir, previews=self.previews,
-                                config_hash=self.config_hash)
+                                config_hash=self.config_hash, blender_lock=self._blender_lock)
             out = {**base, "status": "ok", "timings": res["timings"], "resamples": res["resamples"],
                    "scan_id": res["record"]["subject_id"]}
         except ScanImportError as exc:
@@ -389,8 +392,10 @@ class _Run:
         cfg = job.config
         self.ray, self.job, self.out, self.ledger, self.bar = ray, job, out, ledger, bar
         self.rs = cfg.render
+        # max_concurrency 2: while one call writes its files, the next one renders (Blender itself is
+        # serialised by the actor's lock, see RenderActorImpl.render)
         self.Actor = ray.remote(num_cpus=self.rs.threads_per_worker, num_gpus=1 if self.rs.device == "gpu" else 0,
-                                max_restarts=0, max_task_retries=0)(RenderActorImpl)
+                                max_restarts=0, max_task_retries=0, max_concurrency=MAX_IN_FLIGHT)(RenderActorImpl)
         self.actor_args = (job.model_dump(mode="json"), str(out), cfg.output.previews,
                            self.rs.threads_per_worker, chash)
         self.queues = {s: deque(v) for s, v in plan(job, todo).items()}

@@ -84,7 +84,8 @@ def apply_exposure(rgb: np.ndarray, mask: np.ndarray, auto: bool, target: float,
 
 
 QUALITY_KEYS = ("diffuse_bounces", "glossy_bounces", "transmission_bounces", "transparent_bounces",
-                "env_map_resolution", "light_tree", "denoiser_prepass", "persistent_data")
+                "env_map_resolution", "light_tree", "denoiser_prepass", "denoiser_prefilter", "denoiser_quality",
+                "clamp_indirect", "persistent_data")
 
 
 def quality_settings(rs) -> dict[str, Any]:
