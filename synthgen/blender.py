@@ -7,7 +7,8 @@ It re-imports only when the scan changes and keeps loaded HDRI images cached.
 World axes are Blender's: Z up, metres after scan normalisation; the subject stands on z = 0,
 centred on x = y = 0, facing -Y.
 
-Render read-back: Cycles writes one multilayer float32 EXR (Combined RGBA, Depth Z, Environment)
+Render read-back: Cycles writes one multilayer float32 EXR (Combined RGBA, Depth Z, Environment;
+Diffuse Color and Glossy Color only when asked for, see :meth:`BlenderRenderer.render`)
 to a private temporary folder, which is read back with the ``OpenEXR`` package. The film is always
 transparent so that the Combined alpha is the anti-aliased subject coverage; for a visible HDRI
 background the Environment pass (the background radiance weighted by background coverage) is added
@@ -777,16 +778,31 @@ class BlenderRenderer:
         sc.render.use_persistent_data = persistent_data
 
     # ------------------------------------------------------------------ render
-    def render(self, seed: int, background_visible: bool = True) -> dict[str, Any]:
+    def render(self, seed: int, background_visible: bool = True, surface_passes: bool = False) -> dict[str, Any]:
         """Render the current scene.
+
+        Args:
+            seed: Cycles seed.
+            background_visible: add the HDRI background (Environment pass) to the RGB.
+            surface_passes: also render Cycles' Diffuse Color and Glossy Color passes (the colour
+                weights of the diffuse and glossy BSDF closures at the first hit: albedo and
+                specular reflectance, independent of the lighting). Off by default: the plain render
+                is unchanged. Used by the depth-sensor simulation (:mod:`synthgen.depth_sensor`).
 
         Returns:
             dict with ``rgb`` (H, W, 3) float32 linear RGB (premultiplied over black when the
             background is not visible), ``depth`` (H, W) float32 planar z-depth in metres with 0 for
             background, ``mask`` (H, W) float32 coverage in [0, 1], and ``seconds`` (Cycles wall time).
+            With ``surface_passes`` also ``diffuse_color`` and ``glossy_color``: (H, W, 3) float32
+            linear RGB in [0, 1], divided by the coverage (the passes average over the pixel's
+            samples and background samples add 0; un-premultiplied so a silhouette pixel holds the
+            surface's own colour), 0 where the coverage is 0.
         """
         sc = self.scene
         sc.cycles.seed = int(seed)
+        vl = sc.view_layers[0]
+        vl.use_pass_diffuse_color = bool(surface_passes)
+        vl.use_pass_glossy_color = bool(surface_passes)
         path = os.path.join(self._tmpdir.name, "render.exr")
         sc.render.filepath = path
         t0 = time.perf_counter()
@@ -802,4 +818,12 @@ class BlenderRenderer:
         z = ch[pre + "Depth.Z"].astype(np.float32)
         depth = np.where(np.isfinite(z) & (z < BACKGROUND_Z), z, 0.0).astype(np.float32)
         os.remove(path)
-        return {"rgb": rgb, "depth": depth, "mask": mask, "seconds": seconds}
+        out = {"rgb": rgb, "depth": depth, "mask": mask, "seconds": seconds}
+        if surface_passes:
+            cov = mask[..., None]
+            for key, name in (("diffuse_color", "DiffCol"), ("glossy_color", "GlossCol")):
+                c = np.stack([ch[pre + f"{name}.{k}"] for k in "RGB"], axis=-1).astype(np.float32)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    c = np.where(cov > 1e-4, c / np.maximum(cov, 1e-4), 0.0)
+                out[key] = np.clip(np.nan_to_num(c), 0.0, 1.0).astype(np.float32)
+        return out

@@ -322,16 +322,31 @@ class AreaLightsConfig(_Model):
 class DepthSensorConfig(_Model):
     """Simulated structured-light depth sensor written as ``KEY.depth_sensor.exr`` (off by default);
     the clean ``KEY.depth.exr`` is unchanged. Model and fit: :mod:`synthgen.depth_sensor`; defaults
-    fitted to Kinect v1 frames (TUM RGB-D fr1/xyz, slambook2) by ``benchmarks/depth_sensor_fit.py``."""
+    fitted to Kinect v1 frames (TUM RGB-D fr1/xyz, slambook2) by ``benchmarks/depth_sensor_fit.py``
+    (see README, "Depth-sensor simulation"). When enabled, the render also produces Cycles' Diffuse
+    Color and Glossy Color passes, from which the dark and specular hole terms are computed."""
 
     enabled: bool = False
     sigma_a_m: float = Field(0.00058, ge=0, description="noise std at zero depth (m)")
     sigma_b_per_m: float = Field(0.00068, ge=0, description="noise std growth: sigma = a + b z² (1/m)")
     edge_jump_rel: float = Field(0.1, gt=0, description="relative depth jump that marks a discontinuity")
     edge_radius_px: int = Field(2, ge=1, description="half-width of the discontinuity band (pixels)")
-    edge_hole_prob: float = Field(0.113, ge=0, le=1, description="hole probability in the discontinuity band")
-    grazing_deg: float = Field(80.0, gt=0, le=90, description="incidence angle beyond which pixels are holes")
-    dropout: float = Field(0.059, ge=0, le=1, description="hole probability elsewhere (dark/specular spots)")
+    edge_hole_prob: float = Field(0.097, ge=0, le=1, description="hole probability in the discontinuity band")
+    grazing_deg: float = Field(90.0, gt=0, le=90, description="incidence angle (deg) where the grazing hole "
+                                                               "probability reaches 1/2")
+    grazing_width_deg: float = Field(4.0, ge=0, le=20, description="width (deg) of the logistic grazing "
+                                                                   "fall-off; 0 = hard cut at grazing_deg")
+    dropout: float = Field(0.050, ge=0, le=1, description="hole probability of any other pixel when the render "
+                                                          "gives no surface passes (all causes of random holes)")
+    base_dropout: float = Field(0.020, ge=0, le=1, description="hole probability of a bright diffuse surface "
+                                                              "(with surface passes)")
+    dark_hole_prob: float = Field(0.072, ge=0, le=1, description="extra hole probability of a black surface")
+    dark_albedo: float = Field(0.22, gt=0, le=1, description="albedo at which the dark term is half of dark_hole_prob")
+    dark_power: float = Field(3.0, gt=0, le=10, description="steepness of the dark term's fall-off with albedo")
+    specular_hole_prob: float = Field(0.5, ge=0, le=1, description="extra hole probability of a purely "
+                                                                   "specular surface (metal); set by hand")
+    specular_min: float = Field(0.85, ge=0, lt=1, description="specularity (glossy share of reflectance) "
+                                                             "where the specular term starts; set by hand")
     min_depth_m: float = Field(0.4, ge=0)
     max_depth_m: float = Field(8.0, gt=0)
     quantum_m: float = Field(0.001, ge=0, description="quantisation step (m); 0.001 = 16-bit millimetres")

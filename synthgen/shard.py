@@ -6,7 +6,8 @@ Output folder layout (see docs/shard.md)::
     DIR/{split}.wids.json         wids shard list per split ("wids-shard-index-v1")
     DIR/samples.jsonl             one line per packed sample: key, split, shard, store, source,
                                   subject_id, record_sha256 and the full store record
-    DIR/manifest.json             written last: shards (file, split, count, bytes, sha256),
+    DIR/manifest.json             written last: shards (file, split, count, bytes, sha256), members
+                                  and optional members (e.g. depth_sensor.exr),
                                   totals per split and source, per-subject counts, mix targets and
                                   achieved ratios, input stores, options, command line
     DIR/.shard-progress.jsonl     journal of finished shards while a run is in progress
@@ -324,6 +325,7 @@ def pack(stores: list[str | os.PathLike], out: str | os.PathLike, *, split: str 
         "fingerprint": fp,
         "options": options,
         "members": list(member_names(encode)),
+        "optional_members": sorted({e[0] for sh in plan.shards for it in sh.items for e in it.extras}),
         "tar": {"mtime": 0, "uid": 0, "gid": 0, "uname": "", "gname": "", "mode": "0444", "format": "pax/ustar"},
         "inputs": [{"path": s, "samples": c, "packed": packed[i], "store_meta": _store_meta(s)}
                    for i, (s, c) in enumerate(zip(stores, plan.store_counts))],
@@ -354,12 +356,15 @@ class _HashingReader:
         return b
 
 
-def verify_shard(path: Path, entry: dict, members: list[str]) -> list[str]:
+def verify_shard(path: Path, entry: dict, members: list[str], optional: list[str] | tuple = ()) -> list[str]:
     """Check one shard against its manifest entry in a single read; returns problems (empty = ok).
 
     Checks: presence, size, sha256, readable tar, regular files only, every sample has exactly the
-    members ``members`` in a row, sample count, order/identity of keys (``keys_sha256``), and for
-    EXR shards each member's sha256 against the sample's JSON record (naming the damaged sample).
+    members ``members`` in a row plus the optional members (``optional``, from the manifest's
+    ``optional_members``) that its record lists, sample count, order/identity of keys
+    (``keys_sha256``), and each member's sha256 against the sample's JSON record (naming the damaged
+    sample): every member for EXR shards, the optional members (packed unchanged; the record's
+    ``source_files``) for ``train`` shards.
     """
     if not path.is_file():
         return ["missing"]
@@ -376,15 +381,26 @@ def verify_shard(path: Path, entry: dict, members: list[str]) -> list[str]:
         def close_sample() -> None:
             if cur_key is None:
                 return
-            got = sorted(cur)
-            if got != sorted(members):
-                problems.append(f"sample {cur_key}: members {got}, expected {sorted(members)}")
             rec = cur.get("json")
-            if isinstance(rec, dict) and "rgb.exr" in members:
-                for m in ("rgb.exr", "depth.exr", "mask.exr"):
-                    want = rec.get("files", {}).get(m, {}).get("sha256")
-                    if m in cur and want is not None and cur[m] != want:
-                        problems.append(f"sample {cur_key}: {m} does not match the sha256 in its record")
+            exr = "rgb.exr" in members
+            files = {}
+            if isinstance(rec, dict):
+                files = rec.get("files" if exr else "source_files") or {}
+                files = files if isinstance(files, dict) else {}
+            listed_extra = sorted(m for m in files if m not in ("rgb.exr", "depth.exr", "mask.exr"))
+            got = sorted(cur)
+            unknown = [m for m in got if m not in members and m not in optional]
+            if unknown or any(m not in cur for m in members):
+                problems.append(f"sample {cur_key}: members {got}, expected {sorted(members)}"
+                                + (f" plus optional {sorted(optional)}" if optional else ""))
+            elif sorted(m for m in got if m not in members) != listed_extra and isinstance(rec, dict):
+                problems.append(f"sample {cur_key}: optional members {sorted(m for m in got if m not in members)} "
+                                f"differ from those its record lists {listed_extra}")
+            check = ("rgb.exr", "depth.exr", "mask.exr", *listed_extra) if exr else listed_extra
+            for m in check:
+                want = files.get(m, {}).get("sha256") if isinstance(files.get(m), dict) else None
+                if m in cur and want is not None and cur[m] != want:
+                    problems.append(f"sample {cur_key}: {m} does not match the sha256 in its record")
 
         try:
             with tarfile.open(fileobj=rd, mode="r|", bufsize=1 << 20) as tar:
@@ -440,13 +456,14 @@ def verify(out: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     try:
         m = json.loads(mpath.read_text("utf-8"))
         shards, members = m["shards"], m["members"]
+        optional = m.get("optional_members", [])
     except FileNotFoundError as exc:
         raise ShardInputError(f"{mpath}: no manifest (not a synthgen shard folder, or the run did not finish)") from exc
     except Exception as exc:
         raise ShardInputError(f"{mpath}: unreadable manifest ({exc})") from exc
     bad: dict[str, list[str]] = {}
     for e in tqdm(shards, desc="verify", unit="shard", disable=not progress):
-        problems = verify_shard(out / e["file"], e, members)
+        problems = verify_shard(out / e["file"], e, members, optional)
         if problems:
             bad[e["file"]] = problems
     listed = {e["file"] for e in shards}

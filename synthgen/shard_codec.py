@@ -10,6 +10,9 @@ Members in a shard (WebDataset splits a member name at the first dot into key an
 ``KEY.rgb.png``    ``train``: 8-bit sRGB (or ``KEY.rgb.jpg``), made by :func:`view_transform`
 ``KEY.depth.png``  ``train``: 16-bit grey, millimetres (uint16), 0 = invalid (or ``depth.exr``)
 ``KEY.mask.png``   ``train``: 8-bit grey, ``round(255 * coverage)``
+``KEY.NAME.exr``   optional extra members listed in the record's ``files`` (e.g. ``depth_sensor.exr``,
+                   simulated sensor depth, float32 ``Z``, metres, 0 = hole): the store's file, byte for
+                   byte, in both encodings
 =================  ====================================================================================
 
 The *train* view transform (documented in docs/shard.md) is, per pixel and channel::
@@ -195,24 +198,35 @@ def decode_member(name: str, data: bytes) -> Any:
         ``rgb.exr``: (H, W, 3) float32 linear RGB. ``rgb.png``/``rgb.jpg``: (H, W, 3) uint8 sRGB.
         ``depth.exr``/``depth.png``: (H, W) float32 planar z-depth in metres, 0 = invalid.
         ``mask.exr``/``mask.png``: (H, W) float32 coverage in [0, 1]. ``json``: dict.
+        Any other ``.exr`` (optional members such as ``depth_sensor.exr``: simulated sensor depth in
+        metres, 0 = hole): (H, W) float32 when it has one channel, else ``{channel: (H, W) float32}``.
 
     Raises:
         ValueError: the bytes cannot be decoded (message names the member).
     """
     name = name.lstrip(".")
-    if name.endswith("rgb.exr"):
+
+    def is_(ext: str | tuple[str, ...]) -> bool:  # the member itself or KEY.member, not e.g. extra_rgb.exr
+        return any(name == e or name.endswith("." + e) for e in ((ext,) if isinstance(ext, str) else ext))
+
+    if is_("rgb.exr"):
         c = read_exr_bytes(data, name)
         return np.stack([c["R"], c["G"], c["B"]], axis=-1).astype(np.float32)
-    if name.endswith("depth.exr"):
+    if is_("depth.exr"):
         return read_exr_bytes(data, name)["Z"].astype(np.float32)
-    if name.endswith("mask.exr"):
+    if is_("mask.exr"):
         return read_exr_bytes(data, name)["Y"].astype(np.float32)
-    if name.endswith(("rgb.png", "rgb.jpg")):
+    if name.endswith(".exr"):  # optional extra member
+        c = read_exr_bytes(data, name)
+        if len(c) == 1:
+            return next(iter(c.values())).astype(np.float32)
+        return {k: v.astype(np.float32) for k, v in c.items()}
+    if is_(("rgb.png", "rgb.jpg")):
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.uint8)
-    if name.endswith("depth.png"):
+    if is_("depth.png"):
         a = np.asarray(Image.open(io.BytesIO(data)))
         return (a.astype(np.float32) / 1000.0).astype(np.float32)
-    if name.endswith("mask.png"):
+    if is_("mask.png"):
         return np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0
     if name == "json" or name.endswith(".json"):
         return json.loads(data)

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from .contract import KEY_RE, MEMBERS, SampleRecord
+from .contract import EXTRA_MEMBER_RE, KEY_RE, MEMBERS, SampleRecord
 
 log = logging.getLogger("synthgen.shard")
 
@@ -59,7 +59,9 @@ class Item:
 
     ``sizes`` are the byte sizes of ``rgb.exr``, ``depth.exr``, ``mask.exr`` and ``json`` in the
     store; ``sha256`` are the member checksums from the record (same order, without json);
-    ``record_sha256`` is the checksum of the ``KEY.json`` bytes.
+    ``record_sha256`` is the checksum of the ``KEY.json`` bytes; ``extras`` are the optional EXR
+    members listed in the record's ``files`` (e.g. ``depth_sensor.exr``) as ``(name, bytes, sha256)``,
+    sorted by name.
     """
 
     key: str
@@ -71,6 +73,12 @@ class Item:
     sizes: tuple[int, int, int, int]
     sha256: tuple[str, str, str]
     record_sha256: str
+    extras: tuple[tuple[str, int, str], ...] = ()
+
+    def member_sizes(self) -> list[tuple[str, int]]:
+        """``(member extension, bytes)`` in shard order: rgb, depth, mask, the extras, json."""
+        return [(MEMBERS[0], self.sizes[0]), (MEMBERS[1], self.sizes[1]), (MEMBERS[2], self.sizes[2]),
+                *((e[0], e[1]) for e in self.extras), ("json", self.sizes[3])]
 
 
 @dataclass
@@ -225,7 +233,7 @@ def scan_store(store: str | os.PathLike, index: int, problems: list[str],
     keyset = set(keys)
     for name in names:
         k, _, member = name.partition(".")
-        if member in MEMBERS and KEY_RE.match(k) and k not in keyset:
+        if (member in MEMBERS or EXTRA_MEMBER_RE.match(member)) and KEY_RE.match(k) and k not in keyset:
             skipped.append({"store": str(store), "file": name, "reason": "member without a record "
                             "(unfinished sample); not packed"})
     sdir = str(store)
@@ -264,12 +272,31 @@ def scan_store(store: str | os.PathLike, index: int, problems: list[str],
                 continue
             sizes.append(size)
             shas.append(meta["sha256"])
+        extras = []
+        for m in sorted(x for x in rec.get("files", {}) if x not in MEMBERS):  # optional members
+            meta = rec["files"][m]
+            if not EXTRA_MEMBER_RE.match(m):
+                problems.append(f"{jp}: files lists an invalid member name {m!r} (expected [a-z0-9_]+.exr)")
+                bad = True
+                continue
+            try:
+                size = os.stat(os.path.join(sdir, f"{key}.{m}")).st_size
+            except FileNotFoundError:
+                problems.append(f"sample {key} in {store}: member {key}.{m} is missing")
+                bad = True
+                continue
+            if size != meta["bytes"]:
+                problems.append(f"sample {key} in {store}: member {key}.{m} has {size} bytes, "
+                                f"its record says {meta['bytes']}")
+                bad = True
+                continue
+            extras.append((m, size, meta["sha256"]))
         if bad:
             continue
         items.append(Item(key=key, store=index, source=rec["source"], subject=str(rec["subject_id"]),
                           width=int(rec["image"]["width"]), height=int(rec["image"]["height"]),
                           sizes=(sizes[0], sizes[1], sizes[2], len(raw)), sha256=tuple(shas),
-                          record_sha256=hashlib.sha256(raw).hexdigest()))
+                          record_sha256=hashlib.sha256(raw).hexdigest(), extras=tuple(extras)))
     return items
 
 
@@ -406,12 +433,14 @@ def shuffle(items: list[Item], seed: int, split: str) -> list[Item]:
 
 def sample_tar_bytes(it: Item, encode: dict[str, Any]) -> int:
     """Bytes a sample takes in a shard. Exact for ``exr``; for ``train`` an upper-bound estimate
-    from the uncompressed encoded pixels (8-bit RGB, 16-bit depth or the source EXR, 8-bit mask)."""
+    from the uncompressed encoded pixels (8-bit RGB, 16-bit depth or the source EXR, 8-bit mask).
+    Optional extra members are packed as they are in both encodings."""
+    extras = sum(tar_member_bytes(e[1]) for e in it.extras)
     if encode["name"] == "exr":
-        return sum(tar_member_bytes(s) for s in it.sizes)
+        return sum(tar_member_bytes(s) for s in it.sizes) + extras
     px = it.width * it.height
     depth = 2 * px + 1024 if encode.get("depth") == "png16" else it.sizes[1]
-    return sum(tar_member_bytes(s) for s in (3 * px + 1024, depth, px + 1024, it.sizes[3] + 2048))
+    return sum(tar_member_bytes(s) for s in (3 * px + 1024, depth, px + 1024, it.sizes[3] + 2048)) + extras
 
 
 def cut_shards(by_split: dict[str, list[Item]], encode: dict[str, Any], shard_bytes: int | None,

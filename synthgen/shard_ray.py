@@ -36,7 +36,8 @@ def _plan_to_json(sh: ShardPlan) -> str:
 
 def _plan_from_json(text: str) -> ShardPlan:
     d = json.loads(text)
-    items = [Item(**{**i, "sizes": tuple(i["sizes"]), "sha256": tuple(i["sha256"])}) for i in d["items"]]
+    items = [Item(**{**i, "sizes": tuple(i["sizes"]), "sha256": tuple(i["sha256"]),
+                     "extras": tuple(tuple(e) for e in i.get("extras", ()))}) for i in d["items"]]
     return ShardPlan(d["name"], d["split"], d["index"], items)
 
 

@@ -2,7 +2,9 @@
 
 Reproducibility: every member header has ``mtime = 0``, ``uid = gid = 0``, empty ``uname`` and
 ``gname``, mode ``0o444``; members are written sample by sample in plan order and, within a
-sample, as ``rgb``, ``depth``, ``mask``, ``json`` (so WebDataset groups them into one sample).
+sample, as ``rgb``, ``depth``, ``mask``, the optional extra members listed in the record (e.g.
+``depth_sensor.exr``, by name; packed unchanged in both encodings), ``json`` (so WebDataset groups
+them into one sample).
 The archive format is POSIX.1-2001 (pax); plain ustar headers are used whenever a name fits, which
 is always the case for contract keys up to 90 characters. Format reference:
 https://pubs.opengroup.org/onlinepubs/9699919799/utilities/pax.html#tag_20_92_13_06
@@ -142,16 +144,16 @@ WRITEBACK_CHUNK = 8 << 20
 
 
 def _read_sample(store: str, it: Item, buf: bytearray) -> list[memoryview]:
-    """Read the four files of ``it`` (rgb, depth, mask, json) back to back into ``buf``; return a
-    view of each. One ``readinto`` per file, no allocation.
+    """Read the files of ``it`` (rgb, depth, mask, optional extras, json: :meth:`Item.member_sizes`)
+    back to back into ``buf``; return a view of each. One ``readinto`` per file, no allocation.
 
     Raises:
         ShardInputError: a file is unreadable or its size differs from the scan (names the sample).
     """
     mv = memoryview(buf)
     views, off = [], 0
-    for idx, size in enumerate(it.sizes):
-        name = f"{it.key}.{MEMBERS[idx] if idx < 3 else 'json'}"
+    for ext, size in it.member_sizes():
+        name = f"{it.key}.{ext}"
         try:
             with open(os.path.join(store, name), "rb", buffering=0) as fh:
                 got = os.fstat(fh.fileno()).st_size
@@ -286,10 +288,12 @@ def write_shard(path: str | os.PathLike, shard: ShardPlan, stores: list[str], en
         try:
             for it in shard.items:
                 store = stores[it.store]
-                buf = pool.get(sum(it.sizes))
+                layout = it.member_sizes()
+                buf = pool.get(sum(size for _, size in layout))
                 blobs = _read_sample(store, it, buf)
                 if exr:
-                    emit([p for ext, data in zip(names, blobs) for p in tar_member(f"{it.key}.{ext}", data)], buf)
+                    exts = [*names[:3], *(e[0] for e in it.extras), names[3]]
+                    emit([p for ext, data in zip(exts, blobs) for p in tar_member(f"{it.key}.{ext}", data)], buf)
                     if check_inputs:  # while the helper writes; a mismatch aborts the whole shard
                         _check([hashlib.sha256(b).hexdigest() for b in blobs], it, store)
                 else:
@@ -298,9 +302,11 @@ def write_shard(path: str | os.PathLike, shard: ShardPlan, stores: list[str], en
                     raw = [bytes(b) for b in blobs]
                     pool.put(buf)
                     try:
-                        members = encode_train(it.key, dict(zip(MEMBERS, raw[:3])), json.loads(raw[3]), encode)
+                        members = encode_train(it.key, dict(zip(MEMBERS, raw[:3])), json.loads(raw[-1]), encode)
                     except ValueError as exc:
                         raise ShardInputError(f"sample {it.key} in {store}: {exc}") from exc
+                    extra = [(e[0], data) for e, data in zip(it.extras, raw[3:-1])]  # packed unchanged
+                    members = members[:3] + extra + members[3:]
                     emit([p for ext, data in members for p in tar_member(f"{it.key}.{ext}", data)], None)
                 settle(1, max_pending)
                 if on_sample is not None:
@@ -318,9 +324,11 @@ def write_shard(path: str | os.PathLike, shard: ShardPlan, stores: list[str], en
 
 
 def _check(shas: list[str], it: Item, store: str) -> None:
-    if shas[3] != it.record_sha256:
+    """``shas`` in :meth:`Item.member_sizes` order (json last)."""
+    if shas[-1] != it.record_sha256:
         raise ShardInputError(f"sample {it.key} in {store}: {it.key}.json changed since the scan")
-    for m, got, want in zip(MEMBERS, shas, it.sha256):
+    want_all = [*zip(MEMBERS, it.sha256), *((e[0], e[2]) for e in it.extras)]
+    for (m, want), got in zip(want_all, shas[:-1]):
         if got != want:
             raise ShardInputError(f"sample {it.key} in {store}: {it.key}.{m} does not match the sha256 in "
                                   "its record (file changed or corrupt)")

@@ -144,7 +144,8 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
         renderer.configure(rs.width, rs.height, rs.samples, adaptive, rs.denoise, rs.max_bounces,
                            **quality_settings(rs))
         timings["setup_s"] += time.perf_counter() - t0
-        out = renderer.render(p["cycles_seed"], background_visible=(p["background"] == "visible"))
+        out = renderer.render(p["cycles_seed"], background_visible=(p["background"] == "visible"),
+                              surface_passes=cfg.depth_sensor.enabled)
         timings["render_s"] += out["seconds"]
         coverage = float(out["mask"].mean())
         if cfg.framing.coverage_min <= coverage <= cfg.framing.coverage_max:
@@ -259,14 +260,18 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
         record["render"]["area_lights"] = p["area_lights"]
     extra = {}
     if cfg.depth_sensor.enabled:
-        from .depth_sensor import simulate
+        from .depth_sensor import simulate, surface_from_passes
         from .sampling import _rng, view_of
 
         ds = cfg.depth_sensor.model_dump(exclude={"enabled"})
         view, _ = view_of(job, index)  # drawn per view: a view's relights share the sensor depth too
-        extra["depth_sensor.exr"], stats = simulate(out["depth"], cam["K"], _rng(cfg.seed, view, 1 + p["attempt"], 4000), **ds)
+        # albedo and specularity from the pinhole render's colour passes (lighting-independent, so
+        # the relights of a view share them too)
+        albedo, specularity = surface_from_passes(out["diffuse_color"], out["glossy_color"])
+        extra["depth_sensor.exr"], stats = simulate(out["depth"], cam["K"], _rng(cfg.seed, view, 1 + p["attempt"], 4000),
+                                                    albedo=albedo, specularity=specularity, **ds)
         record["render"]["depth_sensor"] = {"member": "depth_sensor.exr", "model": "synthgen.depth_sensor",
-                                            "params": ds, "stats": stats}
+                                            "surface": "cycles_diffuse_glossy_color", "params": ds, "stats": stats}
     rec = write_sample(out_dir, key, out["rgb"], out["depth"], out["mask"], record, extra=extra or None)
     if previews:
         from .preview import save_preview

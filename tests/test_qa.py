@@ -258,6 +258,98 @@ def test_synthetic_and_real_side_by_side(mixed_report):
 
 
 # ------------------------------------------------------------------------------------------------
+# depth sensor: simulated vs real
+
+def write_sensor_synth(store, key, seed, w=96, h=80):
+    """A synthetic sample with a simulated sensor depth: a head (ellipse, 0.6-0.7 m) in front of a
+    floor-like plane whose depth grows from 0.8 m (bottom row) to 3.5 m (top row), and
+    ``depth_sensor.exr`` from :func:`synthgen.depth_sensor.simulate` with the default (fitted) model
+    and a dark lower half (albedo 0.02) to exercise the dark holes. Returns (record, sensor depth)."""
+    from synthgen.config import DepthSensorConfig
+    from synthgen.depth_sensor import simulate
+
+    rgb, head, mask = synth_arrays(seed, w, h)
+    rows = np.linspace(3.5, 0.8, h, dtype=np.float32)[:, None]
+    depth = np.where(mask > 0, head, np.broadcast_to(rows, (h, w))).astype(np.float32)
+    rec = synth_record(w, h, f"scan_{seed % 2}", seed)
+    params = DepthSensorConfig().model_dump(exclude={"enabled"})
+    albedo = np.where(np.arange(h)[:, None] >= h // 2, 0.02, 0.5) * np.ones((h, w), np.float32)
+    zs, stats = simulate(depth, np.asarray(rec["camera"]["K"]), np.random.default_rng(seed), albedo=albedo,
+                         specularity=np.zeros((h, w), np.float32), **params)
+    rec["render"]["depth_sensor"] = {"member": "depth_sensor.exr", "model": "synthgen.depth_sensor",
+                                     "params": params, "stats": stats}
+    return write_sample(store, key, rgb, depth, mask, rec, extra={"depth_sensor.exr": zs}), zs
+
+
+@pytest.fixture(scope="module")
+def sensor_report(tmp_path_factory, real_store):
+    base = tmp_path_factory.mktemp("qa")
+    store = base / "sensor"
+    sims = [write_sensor_synth(store, f"sens_{i:06d}", i) for i in range(8)]
+    out = base / "report_sensor"
+    rc, so, se = run_qa(store, real_store, "--out", out, "--sample", 4)
+    return out, rc, so + se, store, sims
+
+
+def test_depth_sensor_section_simulated_vs_real(sensor_report):
+    from synthgen.config import DepthSensorConfig
+    from synthgen.depth_sensor import fit_sigma, noise_vs_depth
+
+    out, rc, log, store, sims = sensor_report
+    assert rc == 0, log  # the extra member changes no gate
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["summary"]["ignored_file_count"] == 0  # depth_sensor.exr is a known (optional) member
+    ds = doc["depth_sensor"]
+    groups = {(g["source"], g["sensor"]): g for g in ds["groups"]}
+    assert set(groups) == {("synthetic", "simulated"), ("real", "kinect_v1")}
+    syn, real = groups["synthetic", "simulated"], groups["real", "kinect_v1"]
+    assert syn["samples"] == 8 and real["samples"] == 4
+    # hole fractions: exactly what the written sensor depths hold
+    holes_subj = sum(int(((z <= 0) & (read_mask(store, r["key"]) >= 0.5)).sum()) for r, z in sims)
+    n_subj = sum(int((read_mask(store, r["key"]) >= 0.5).sum()) for r, z in sims)
+    assert syn["hole_fraction_subject"] == pytest.approx(holes_subj / n_subj)
+    assert syn["hole_fraction_all"] == pytest.approx(np.mean([r["render"]["depth_sensor"]["stats"]["hole_fraction"]
+                                                              for r, _ in sims]), abs=0.01)
+    assert 0.2 < real["hole_fraction_all"] < 0.35  # the TUM frame has about 25 % holes (crops differ)
+    # noise vs depth: the synthetic fit recovers the model's slope; the Kinect frame's is close to it
+    model = DepthSensorConfig()
+    assert ds["model"]["sigma_b_per_m"] == model.sigma_b_per_m and ds["model"]["samples"] == 8
+    assert syn["noise_fit"]["sigma_b_per_m"] == pytest.approx(model.sigma_b_per_m, rel=0.25)
+    assert len(real["noise_vs_depth"]) >= 5
+    one = fit_sigma(noise_vs_depth(read_depth(store, sims[0][0]["key"], "depth_sensor.exr"), min_count=50))
+    assert one[1] == pytest.approx(model.sigma_b_per_m, rel=0.5)  # the estimator on a single sample
+    assert real["noise_fit"]["sigma_b_per_m"] == pytest.approx(model.sigma_b_per_m, rel=0.4)
+    html = (out / "report.html").read_text()
+    assert "Depth sensor: simulated vs real" in html and "real: kinect_v1" in html
+    sec = html[html.index('id="depth-sensor"'):html.index('id="contact-sheets"')]
+    assert sec.count('class="plot-img"') == 3 and sec.count("<tr>") == 3
+    keep = os.environ.get("QA_SCREENSHOT_DIR")
+    if keep:  # the section's plots as PNG files, to look at
+        import re
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for i, uri in enumerate(re.findall(r'src="data:image/png;base64,([^"]+)"', sec)):
+            Path(keep, f"qa_sensor_plot_{i}.png").write_bytes(base64.b64decode(uri))
+
+
+def test_depth_sensor_section_without_sensor_samples(mixed_report):
+    out = mixed_report[0]
+    doc = json.loads((out / "report.json").read_text())
+    groups = doc["depth_sensor"]["groups"]  # write_sample-built synthetic samples have no depth_sensor.exr
+    assert [(g["source"], g["sensor"]) for g in groups] == [("real", "kinect_v1")]
+    assert doc["depth_sensor"]["model"] is None
+
+
+def read_mask(store, key):
+    from synthgen.exr import read_exr
+    return read_exr(member_path(store, key, "mask.exr"), ["Y"])["Y"].astype(np.float32)
+
+
+def read_depth(store, key, member="depth.exr"):
+    from synthgen.exr import read_exr
+    return read_exr(member_path(store, key, member), ["Z"])["Z"].astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------
 # planted defects
 
 def test_planted_defects_in_shards_fail_exactly_the_right_gates(tmp_path):
@@ -576,14 +668,14 @@ def _problems(events: list[dict]) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("which", ["mixed", "evil"])
-def test_report_in_headless_chromium(which, mixed_report, evil_report, tmp_path):
+@pytest.mark.parametrize("which", ["mixed", "evil", "sensor"])
+def test_report_in_headless_chromium(which, mixed_report, evil_report, sensor_report, tmp_path):
     browser = _chromium()
     if browser is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is required on CI (apt-get install -y chromium)")
         pytest.skip("chromium not installed")
-    report = (mixed_report[0] if which == "mixed" else evil_report) / "report.html"
+    report = {"mixed": mixed_report[0], "evil": evil_report, "sensor": sensor_report[0]}[which] / "report.html"
     keep = os.environ.get("QA_SCREENSHOT_DIR")  # set it to look at the screenshots yourself
     shot = Path(keep) / f"qa_report_{which}.png" if keep else tmp_path / "shot.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
@@ -596,8 +688,12 @@ def test_report_in_headless_chromium(which, mixed_report, evil_report, tmp_path)
     assert f["tiles"] >= 4 and f["tilesDecoded"] == f["tiles"]
     assert f["scripts"] == 0
     assert "Contact sheets" in f["text"] and "Distributions" in f["text"]
+    assert "Depth sensor: simulated vs real" in f["text"]
     if which == "mixed":
         assert f["verdict"] == "PASS" and "tum_fr1_xyz" in f["text"]
+    elif which == "sensor":
+        assert f["verdict"] == "PASS" and "synthetic (simulated sensor)" in f["text"] and "real: kinect_v1" in f["text"]
+        assert f["plots"] >= 15
     else:
         assert f["verdict"] == "FAIL"
         assert 'console.error("XSS-EXECUTED")' in f["text"]  # shown as text, not run

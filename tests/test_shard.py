@@ -500,3 +500,121 @@ def test_tar_header_fast_path_equals_tarfile():
     for n in names:
         for size in sizes:
             assert tar_header(n, size) == _tarinfo(n, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+# ----------------------------------------------------------------------------- optional members (depth_sensor.exr)
+
+def _sensor_store(root: Path) -> Path:
+    """Synthetic samples of which every other carries a ``depth_sensor.exr`` member (a noisy copy of
+    the depth with holes, as the renderer's depth-sensor simulation writes it)."""
+    from synthgen.contract import write_sample
+    from _shard_stores import arrays, synthetic_record
+
+    root.mkdir(parents=True)
+    for i in range(8):
+        key = f"sens_s7_{i:06d}"
+        rgb, depth, mask = arrays(key)
+        extra = None
+        if i % 2 == 0:
+            rng = np.random.default_rng(i)
+            zs = np.round((depth + rng.normal(0, 0.002, depth.shape)) * 1000) / 1000
+            extra = {"depth_sensor.exr": np.where(rng.random(depth.shape) < 0.1, 0, zs).astype(np.float32)}
+        write_sample(root, key, rgb, depth, mask, synthetic_record(f"scan{i % 4}", i), extra=extra)
+    return root
+
+
+def test_optional_members_round_trip(stores, tmp_path):
+    from synthgen.exr import read_exr
+    from synthgen.shard_ray import _plan_from_json, _plan_to_json
+
+    sens = _sensor_store(tmp_path / "sens")
+    with_sensor = {f"sens_s7_{i:06d}" for i in range(0, 8, 2)}
+    all_stores = [sens, *stores]
+    out = tmp_path / "ds"
+    m = _pack(all_stores, out)
+    assert m["members"] == ["rgb.exr", "depth.exr", "mask.exr", "json"]
+    assert m["optional_members"] == ["depth_sensor.exr"]
+    assert verify(out, progress=False)["ok"]
+    src = _all_keys(all_stores)
+    samples = _read_wds(out, m)
+    assert sorted(s["__key__"] for s in samples) == sorted(src)
+    seen = 0
+    for s in samples:
+        k = s["__key__"]
+        if k in with_sensor:
+            ref = read_exr(member_path(sens, k, "depth_sensor.exr"), ["Z"])["Z"]
+            assert s["depth_sensor.exr"].dtype == np.float32 and s["depth_sensor.exr"].shape == (16, 16)
+            np.testing.assert_array_equal(s["depth_sensor.exr"], ref)
+            assert "depth_sensor.exr" in s["json"]["files"]
+            seen += 1
+        else:
+            assert "depth_sensor.exr" not in s
+    assert seen == 4
+    # member order: rgb, depth, mask, extras, json; byte-identical to the store files
+    for e in m["shards"]:
+        with tarfile.open(out / e["file"]) as tar:
+            names = tar.getnames()
+            for n in names:
+                key, _, ext = n.partition(".")
+                if ext == "depth_sensor.exr":
+                    assert tar.extractfile(n).read() == member_path(sens, key, ext).read_bytes()
+                    i = names.index(n)
+                    assert names[i - 3:i + 2] == [f"{key}.rgb.exr", f"{key}.depth.exr", f"{key}.mask.exr", n,
+                                                  f"{key}.json"]
+    # the plan sent to Ray tasks keeps the extras
+    plan = make_plan([str(sens)], {"train": 1.0}, {"train": None}, 0, {"name": "exr"}, None, 100, progress=False)
+    sh = plan.shards[0]
+    assert any(it.extras for it in sh.items) and _plan_from_json(_plan_to_json(sh)) == sh
+    # decode_sample (Ray Data / WebDataset.map) decodes the extra member too
+    urls = [str(out / e["file"]) for e in m["shards"]]
+    raw = next(r for r in wds.WebDataset(urls, shardshuffle=False) if "depth_sensor.exr" in r)
+    assert decode_sample(raw)["depth_sensor.exr"].dtype == np.float32
+
+    # train encoding: the extra member is packed unchanged and checked against source_files
+    out8 = tmp_path / "ds8"
+    m8 = _pack([sens], out8, encode="train", split="train=1")
+    assert m8["optional_members"] == ["depth_sensor.exr"] and verify(out8, progress=False)["ok"]
+    got = {s["__key__"]: s for s in _read_wds(out8, m8)}
+    for k in with_sensor:
+        np.testing.assert_array_equal(got[k]["depth_sensor.exr"],
+                                      read_exr(member_path(sens, k, "depth_sensor.exr"), ["Z"])["Z"])
+        assert "depth_sensor.exr" in got[k]["json"]["source_files"]
+
+    # QA reads the shards with their extra member (depth-sensor section)
+    from synthgen.qa.cli import run_qa
+
+    doc = run_qa([str(out)], tmp_path / "qa", progress=False, html=False)
+    ok = {r["expectation_config"]["meta"]["gate"]: r["success"] for r in doc["results"]}
+    assert ok["members_complete"] and ok["records_valid"] and ok["inputs_readable"]
+    syn = [g for g in doc["depth_sensor"]["groups"] if g["source"] == "synthetic"]
+    assert len(syn) == 1 and syn[0]["samples"] == 4
+    assert not any("not a sample member" in p for p in doc["summary"]["input_problems"])
+
+
+def test_optional_member_damage_is_caught(tmp_path):
+    sens = _sensor_store(tmp_path / "sens")
+    key = "sens_s7_000002"
+    p = member_path(sens, key, "depth_sensor.exr")
+    good = p.read_bytes()
+    # changed content, same size: the sha256 check while packing names the member
+    p.write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))
+    with pytest.raises(ShardInputError, match=rf"{key}.depth_sensor.exr does not match the sha256"):
+        _pack([sens], tmp_path / "a", split="train=1")
+    # missing: the scan names it
+    p.unlink()
+    with pytest.raises(ShardInputError, match=rf"{key}.depth_sensor.exr is missing"):
+        _pack([sens], tmp_path / "b", split="train=1")
+    p.write_bytes(good)
+    # a damaged member inside a shard: verify names the sample and the member
+    out = tmp_path / "c"
+    m = _pack([sens], out, split="train=1", samples_per_shard=100)
+    tar = out / m["shards"][0]["file"]
+    data = bytearray(tar.read_bytes())
+    with tarfile.open(tar) as tf:
+        ti = tf.getmember(f"{key}.depth_sensor.exr")
+    data[ti.offset_data + 100] ^= 0xFF
+    tar.write_bytes(bytes(data))
+    res = verify(out, progress=False)
+    assert not res["ok"]
+    assert any(f"sample {key}: depth_sensor.exr does not match the sha256 in its record" in x
+               for x in res["bad"][tar.name]), res["bad"]

@@ -3,7 +3,6 @@ simulation. Real Blender (bpy) in-process at tiny sizes; real Kinect frames for 
 
 from __future__ import annotations
 
-import glob
 import math
 
 import numpy as np
@@ -12,8 +11,11 @@ import yaml
 
 from synthgen.config import ConfigError, DepthSensorConfig, ScanAsset, ScanSize, resolve_job
 from synthgen.contract import member_path, read_sample, verify_sample, write_sample
-from synthgen.depth_sensor import (fit_sigma, hole_statistics, load_sensor_depth, noise_vs_depth,
-                                   render_calibration_scene, simulate)
+from synthgen.camera import look_at
+from synthgen.depth_sensor import (CALIBRATION_STRIP_ALBEDOS, albedo_proxy, fit_dark, fit_sigma,
+                                   hole_rate_vs_albedo, hole_rate_vs_incidence, hole_statistics, interior,
+                                   load_rgb_linear, load_sensor_depth, merge_tables, noise_vs_depth,
+                                   render_calibration, sensor_fit_frames, simulate)
 from synthgen.sampling import appearance_params, plan, pose_params, sample_params, view_of
 
 from conftest import ROOT
@@ -149,6 +151,11 @@ def test_relights_share_depth_and_mask_and_differ_in_rgb(renderer, tmp_path):
     valid = zs > 0
     assert valid.any() and np.all(s.depth[valid] > 0)  # no depth where the clean depth has none
     assert np.allclose(zs[valid] * 1000, np.round(zs[valid] * 1000), atol=1e-3)  # millimetre steps
+    ds = recs[0]["render"]["depth_sensor"]
+    assert ds["surface"] == "cycles_diffuse_glossy_color" and ds["stats"]["surface_inputs"] is True
+    assert ds["params"] == DepthSensorConfig().model_dump(exclude={"enabled"})
+    assert 0.05 < ds["stats"]["mean_albedo"] < 0.9 and ds["stats"]["dark_holes"] >= 0
+    assert ds["stats"]["hole_fraction"] == pytest.approx((zs[s.depth > 0] <= 0).mean(), abs=1e-6)
     a = recs[0]["render"]["appearance"]
     assert a["hue"] == recs[0]["render"]["params"]["appearance"]["hue"]
     # tampering with the extra member is caught
@@ -195,35 +202,122 @@ def test_features_off_keep_parameters_unchanged(tmp_path):
     assert not {"pose", "appearance", "area_lights", "view_id", "relight_id"} & set(p)
 
 
-def _real_targets():
-    files = sorted(glob.glob(str(SENSOR_FIT / "*" / "*.p*")))
-    assert len(files) == 6
-    bins, holes = [], []
-    for f in files:
-        z = load_sensor_depth(f)
+@pytest.fixture(scope="module")
+def real_sensor():
+    """Statistics of the real Kinect v1 frames of tests/fixtures/sensor_fit (same estimators as the fit)."""
+    frames = sensor_fit_frames(SENSOR_FIT)
+    assert len(frames) == 6 and sum(1 for f in frames if f["rgb"]) == 3
+    bins, holes, inc, alb = [], [], [], []
+    for f in frames:
+        z = load_sensor_depth(f["depth"])
         bins += [b for b in noise_vs_depth(z) if b[0] < 5]
         holes.append(hole_statistics(z))
-    return fit_sigma(bins), {k: float(np.mean([h[k] for h in holes])) for k in holes[0]}
+        inc.append(hole_rate_vs_incidence(z, f["K"]))
+        if f["rgb"]:
+            alb.append(hole_rate_vs_albedo(z, albedo_proxy(load_rgb_linear(f["rgb"]))))
+    return {"sigma": fit_sigma(bins), "holes": {k: float(np.mean([h[k] for h in holes])) for k in holes[0]},
+            "incidence": merge_tables(inc), "albedo": merge_tables(alb)}
 
 
-def test_sensor_simulation_matches_fitted_real_statistics(renderer):
-    (a_real, b_real), real = _real_targets()
+@pytest.fixture(scope="module")
+def calibration(renderer):
+    """The calibration scene rendered at the Kinect's 640x480 with the surface passes (one Cycles sample)."""
+    return render_calibration(renderer, 640, 480)
+
+
+def _grazing_excess(rows, lo=75):
+    """Pooled hole rate of the incidence bins >= lo degrees minus the 20-60 degree rate."""
+    def rate(sel):
+        return sum(r[2] for r in rows if sel(r)) / max(sum(r[3] for r in rows if sel(r)), 1)
+    return rate(lambda r: r[0] >= lo) - rate(lambda r: r[0] >= 20 and r[1] <= 60)
+
+
+def test_sensor_simulation_matches_fitted_real_statistics(calibration, real_sensor):
+    (a_real, b_real), real = real_sensor["sigma"], real_sensor["holes"]
     d = DepthSensorConfig()
-    # the documented defaults are the fit to the fixture frames
+    params = d.model_dump(exclude={"enabled"})
+    # the documented defaults are the fit to the fixture frames (noise and dark-hole curve are direct fits)
     assert d.sigma_b_per_m == pytest.approx(b_real, rel=0.05)
     assert d.sigma_a_m == pytest.approx(a_real, rel=0.1)
-    depth, K = render_calibration_scene(renderer, 240, 180)
-    zs, stats = simulate(depth, K, np.random.default_rng(1), **d.model_dump(exclude={"enabled"}))
+    dark = fit_dark(real_sensor["albedo"])
+    assert d.base_dropout == pytest.approx(dark["base_dropout"], abs=0.002)
+    assert d.dark_hole_prob == pytest.approx(dark["dark_hole_prob"], abs=0.005)
+    assert d.dark_albedo == pytest.approx(dark["dark_albedo"], rel=0.05) and d.dark_power == dark["dark_power"]
+    depth, K = calibration["depth"], calibration["K"]
+    zs, stats = simulate(depth, K, np.random.default_rng(1), **params)
+    assert stats["surface_inputs"] is False and stats["dark_holes"] == 0
     sim = hole_statistics(zs)
-    assert sim["interior_hole_fraction"] == pytest.approx(real["interior_hole_fraction"], abs=0.015)
-    assert sim["edge_band_hole_fraction"] == pytest.approx(real["edge_band_hole_fraction"], abs=0.05)
-    a_sim, b_sim = fit_sigma(noise_vs_depth(zs, bin_m=0.5, min_count=200))
-    assert b_sim == pytest.approx(b_real, rel=0.25)
-    # clean depth untouched; noise off gives the clean depth back (up to mm quantisation)
-    z0, _ = simulate(depth, K, np.random.default_rng(1), **{**d.model_dump(exclude={"enabled"}), "sigma_a_m": 0,
-                                                            "sigma_b_per_m": 0, "dropout": 0, "edge_hole_prob": 0})
+    assert sim["interior_hole_fraction"] == pytest.approx(real["interior_hole_fraction"], abs=0.01)
+    assert sim["edge_band_hole_fraction"] == pytest.approx(real["edge_band_hole_fraction"], abs=0.03)
+    a_sim, b_sim = fit_sigma([x for x in noise_vs_depth(zs, bin_m=0.25, min_count=200) if x[0] < 5])
+    assert b_sim == pytest.approx(b_real, rel=0.15)
+    # grazing: the same plane-fit estimator on both; excess hole rate beyond 75 degrees
+    ex_real = _grazing_excess(real_sensor["incidence"])
+    ex_sim = _grazing_excess(hole_rate_vs_incidence(zs, K))
+    assert 0.05 < ex_real < 0.15
+    assert ex_sim == pytest.approx(ex_real, abs=0.03)
+    # clean depth untouched; noise and holes off give the clean depth back (up to mm quantisation)
+    z0, _ = simulate(depth, K, np.random.default_rng(1), **{**params, "sigma_a_m": 0, "sigma_b_per_m": 0,
+                                                            "dropout": 0, "edge_hole_prob": 0, "grazing_width_deg": 0})
     ok = z0 > 0
     assert np.abs(z0[ok] - depth[ok]).max() <= 0.0005 + 1e-6
+    assert (z0[(depth > 0)] <= 0).mean() < 0.05  # only grazing (> 90 deg: none) and range holes left
+
+
+def test_dark_and_specular_surfaces_lose_more_depth(calibration, real_sensor):
+    """Calibration render with Cycles' colour passes: wall strips of albedo 0.01 ... 0.8, a polished
+    metal sphere and a white box. Dark and specular surfaces get more holes than bright diffuse ones,
+    at the rates the fitted model and the real frames give."""
+    d = DepthSensorConfig().model_dump(exclude={"enabled"})
+    albedo, spec, strips = calibration["albedo"], calibration["specularity"], calibration["strips"]
+    for i, a in enumerate(CALIBRATION_STRIP_ALBEDOS):  # the passes give the material's albedo
+        assert np.median(albedo[strips == i]) == pytest.approx(a, rel=0.05, abs=0.002)
+    metal = (spec > 0.95) & (strips < 0)
+    white = (np.abs(albedo - 0.8) < 0.05) & (spec < 0.2) & (strips < 0)
+    assert metal.sum() > 10000 and white.sum() > 10000
+    zs, stats = simulate(calibration["depth"], calibration["K"], np.random.default_rng(2), albedo=albedo,
+                         specularity=spec, **d)
+    assert stats["surface_inputs"] and stats["dark_holes"] > 0 and stats["specular_holes"] > 0
+    inner = interior(zs)
+    hole = zs <= 0
+
+    def rate(sel):
+        return float(hole[sel & inner].mean())
+
+    dark, bright = rate(strips == 0), rate(strips == len(CALIBRATION_STRIP_ALBEDOS) - 1)
+    assert dark > bright + 0.05, (dark, bright)
+    assert rate(metal) > rate(white) + 0.3, (rate(metal), rate(white))
+    # against the real frames: dark (albedo < 0.03) and bright (> 0.3) hole rates, same binning
+    rows = real_sensor["albedo"]
+    real_dark = sum(r[2] for r in rows if r[1] <= 0.0317) / sum(r[3] for r in rows if r[1] <= 0.0317)
+    real_bright = sum(r[2] for r in rows if r[0] >= 0.316) / sum(r[3] for r in rows if r[0] >= 0.316)
+    assert dark == pytest.approx(real_dark, abs=0.03) and bright == pytest.approx(real_bright, abs=0.015)
+    # without the passes: uniform dropout, so dark and bright strips look alike
+    z2, _ = simulate(calibration["depth"], calibration["K"], np.random.default_rng(2), **d)
+    inner2, hole2 = interior(z2), z2 <= 0
+    assert abs(hole2[(strips == 0) & inner2].mean() - hole2[(strips == 4) & inner2].mean()) < 0.03
+    with pytest.raises(ValueError, match="both"):
+        simulate(calibration["depth"], calibration["K"], np.random.default_rng(2), albedo=albedo, **d)
+
+
+def test_surface_passes_only_when_asked(renderer, tmp_path):
+    """The plain render is unchanged by the depth-sensor passes, which appear only on request."""
+    job = _config(tmp_path)
+    renderer.load_scan(job.scans[0])
+    renderer.set_hdri(job.hdris[0].path, 0.0, 1.0)
+    renderer.set_camera(look_at(np.array([0.0, -0.8, 0.25]), np.array([0.0, 0.0, 0.2])), 50, 36)
+    renderer.configure(40, 40, 4, 0, False, 1)
+    plain = renderer.render(3)
+    assert set(plain) == {"rgb", "depth", "mask", "seconds"}
+    passes = renderer.render(3, surface_passes=True)
+    for k in ("rgb", "depth", "mask"):
+        assert np.array_equal(plain[k], passes[k]), k
+    sel = passes["mask"] > 0.99
+    assert sel.sum() > 50
+    dc, gc = passes["diffuse_color"][sel], passes["glossy_color"][sel]
+    assert 0.02 < np.median(dc.mean(-1)) < 0.9 and np.median(gc.mean(-1)) < 0.2  # textured skin: diffuse
+    assert np.all(passes["diffuse_color"][passes["mask"] == 0] == 0)
+    assert set(renderer.render(3)) == set(plain)  # switched off again
 
 
 def test_write_sample_extra_member_is_backward_compatible(tmp_path):

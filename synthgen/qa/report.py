@@ -15,7 +15,11 @@ URIs, so the page opens from disk without companion files.
                   "result": {"element_count", "unexpected_count", "unexpected_percent",
                              "observed_value", "partial_unexpected_list"},
                   "exception_info": {...}}, ...],
-     "summary": {...}, "distributions": {...}, "meta": {...}}
+     "summary": {...}, "distributions": {...},
+     "depth_sensor": {"groups": [{"source", "sensor", "samples", "hole_fraction_subject",
+                                  "hole_fraction_all", "noise_vs_depth": [{"z_m", "sigma_m", "pixels"}],
+                                  "noise_fit", ...}], "model": {...}},
+     "meta": {...}}
 """
 
 from __future__ import annotations
@@ -141,6 +145,102 @@ def build_plots(dist: dict[str, Any], acc: QAAccumulator) -> list[dict[str, Any]
     return groups
 
 
+REAL_SENSOR_COLOURS = ("#ff7f0e", "#d62728", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#9467bd", "#7f7f7f", "#2ca02c")
+
+
+def _sensor_colours(groups: list[dict[str, Any]]) -> list[str]:
+    out, i = [], 0
+    for g in groups:
+        if g["source"] == "synthetic":
+            out.append(SOURCE_COLOURS["synthetic"])
+        else:
+            out.append(REAL_SENSOR_COLOURS[i % len(REAL_SENSOR_COLOURS)])
+            i += 1
+    return out
+
+
+def _group_label(g: dict[str, Any]) -> str:
+    name = "synthetic (simulated sensor)" if g["source"] == "synthetic" else f"real: {g['sensor']}"
+    return name.replace("$", r"\$")
+
+
+def plot_sensor_noise(ds: dict[str, Any]) -> str | None:
+    """Noise sigma (mm) versus depth (m) per depth-sensor group, with the model curve
+    ``a + b z²`` of the synthetic records' sensor parameters. PNG data URI or None without data."""
+    from matplotlib.figure import Figure
+
+    groups = [g for g in ds["groups"] if g["noise_vs_depth"]]
+    if not groups:
+        return None
+    fig = Figure(figsize=(4.6, 3.0))
+    ax = fig.add_subplot(111)
+    zmax = 0.0
+    for g, col in zip(groups, _sensor_colours(groups)):
+        z = [b["z_m"] for b in g["noise_vs_depth"]]
+        sig = [1000 * b["sigma_m"] for b in g["noise_vs_depth"]]
+        zmax = max(zmax, max(z))
+        ax.plot(z, sig, "s" if g["source"] == "synthetic" else "o", mfc="none" if g["source"] == "synthetic" else col,
+                color=col, ms=4, label=f"{_group_label(g)} (n={g['samples']})")
+    m = ds.get("model")
+    if m and "sigma_a_m" in m and "sigma_b_per_m" in m:
+        zz = np.linspace(0.0, max(zmax, 1.0) + 0.25, 60)
+        ax.plot(zz, 1000 * (m["sigma_a_m"] + m["sigma_b_per_m"] * zz ** 2), "-", color="k", lw=1,
+                label="model a + b z² (synthetic records)")
+    ax.set_xlabel("depth (m)", fontsize=8)
+    ax.set_ylabel("noise sigma (mm)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, frameon=False)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.15, top=0.96)
+    return _fig_uri(fig)
+
+
+def plot_sensor_holes(ds: dict[str, Any], which: str = "subject") -> str | None:
+    """Per-sample hole fraction (``which``: ``subject`` or ``all``) per depth-sensor group, each
+    normalised to its sample count. PNG data URI or None without data."""
+    from matplotlib.figure import Figure
+
+    groups = [g for g in ds["groups"] if sum(g["per_sample_hole_fraction"][which])]
+    if not groups:
+        return None
+    fig = Figure(figsize=(4.6, 3.0))
+    ax = fig.add_subplot(111)
+    hi = 0
+    for g, col in zip(groups, _sensor_colours(groups)):
+        c = np.asarray(g["per_sample_hole_fraction"][which], float)
+        edges = np.asarray(g["per_sample_hole_fraction"]["bin_edges"])
+        hi = max(hi, int(np.flatnonzero(c)[-1]) + 2)
+        ax.stairs(c / c.sum(), edges, fill=True, alpha=0.3, color=col)
+        ax.stairs(c / c.sum(), edges, color=col, linewidth=1.4, label=f"{_group_label(g)} (n={int(c.sum())})")
+    ax.set_xlim(0, edges[min(max(hi, 5), len(edges) - 1)])
+    ax.set_xlabel("hole fraction per sample, " + ("inside the subject mask" if which == "subject" else "overall"),
+                  fontsize=8)
+    ax.set_ylabel("fraction of samples", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, frameon=False)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.15, top=0.96)
+    return _fig_uri(fig)
+
+
+def sensor_view(ds: dict[str, Any]) -> dict[str, Any]:
+    """Table rows and plots of the depth-sensor section (sigma at 1 m and 2 m from each group's fit)."""
+    rows = []
+    for g in ds["groups"]:
+        f = g["noise_fit"]
+        rows.append({"label": _group_label(g).replace(r"\$", "$"), "samples": g["samples"],
+                     "subject": g["hole_fraction_subject"], "all": g["hole_fraction_all"],
+                     "all_over": g["hole_fraction_all_over"],
+                     "sigma1": None if f is None else 1000 * (f["sigma_a_m"] + f["sigma_b_per_m"]),
+                     "sigma2": None if f is None else 1000 * (f["sigma_a_m"] + 4 * f["sigma_b_per_m"]),
+                     "a": None if f is None else f["sigma_a_m"], "b": None if f is None else f["sigma_b_per_m"],
+                     "bins": len(g["noise_vs_depth"])})
+    plots = [{"name": "sensor_noise", "label": "noise vs depth", "uri": plot_sensor_noise(ds)},
+             {"name": "sensor_holes_subject", "label": "hole fraction inside the subject",
+              "uri": plot_sensor_holes(ds, "subject")},
+             {"name": "sensor_holes_all", "label": "hole fraction overall", "uri": plot_sensor_holes(ds, "all")}]
+    return {"rows": rows, "plots": plots, "model": ds.get("model"), "unusable": ds.get("unusable_members", []),
+            "unusable_count": ds.get("unusable_count", 0)}
+
+
 def _tile_view(t: Tile) -> dict[str, Any]:
     return {"key": t.key, "location": t.location, "split": t.split, "source": t.source,
             "subject": t.subject, "score": t.score, "observed": t.observed, "failed": t.failed,
@@ -220,8 +320,10 @@ def write_report(out_dir: str | os.PathLike, acc: QAAccumulator, results: list[d
         "samples_by_source": summary["by_source"],
         "samples_by_split": {sp: sum(v.values()) for sp, v in summary["by_split_source"].items()},
     }
+    sensor = acc.sensor.result()
     doc = {"success": all(r["success"] for r in results), "statistics": stats, "results": results,
-           "summary": summary, "distributions": dist, "meta": meta, "evaluation_parameters": {}}
+           "summary": summary, "distributions": dist, "depth_sensor": sensor, "meta": meta,
+           "evaluation_parameters": {}}
     write_json_atomic(out / "report.json", doc)
     if not html:
         return doc
@@ -233,6 +335,7 @@ def write_report(out_dir: str | os.PathLike, acc: QAAccumulator, results: list[d
     ctx = {
         "doc": doc, "summary": summary, "stats": stats, "meta": meta, "gates": gate_views,
         "plot_groups": build_plots(dist, acc),
+        "sensor": sensor_view(sensor),
         "random_tiles": [_tile_view(t) for t in acc.reservoir if t is not None],
         "sample_n": acc.sample_n,
     }
@@ -240,4 +343,5 @@ def write_report(out_dir: str | os.PathLike, acc: QAAccumulator, results: list[d
     return doc
 
 
-__all__ = ["write_report", "build_summary", "render_html", "plot_distribution", "plot_usage"]
+__all__ = ["write_report", "build_summary", "render_html", "plot_distribution", "plot_usage", "plot_sensor_noise",
+           "plot_sensor_holes"]

@@ -14,7 +14,10 @@ Inputs (see ``synthgen/contract.py`` for the sample format):
 
 Members may be EXR (the default) or the training encodings of ``synthgen shard --encode train``:
 ``rgb.png``/``rgb.jpg`` (sRGB 8-bit), ``depth.png`` (16-bit millimetres, 0 = invalid) and
-``mask.png`` (8-bit).
+``mask.png`` (8-bit). Optional extra EXR members (names ``[a-z0-9_]+.exr`` such as
+``depth_sensor.exr``, the simulated sensor depth of renders) are read with their sample; only
+``depth_sensor.exr`` is decoded (channel ``Z``), for the depth-sensor section of the report. They
+play no part in the gates.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..contract import KEY_RE, META_DIR, SampleRecord
+from ..contract import EXTRA_MEMBER_RE, KEY_RE, META_DIR, SampleRecord
 
 log = logging.getLogger("synthgen.qa")
 
@@ -44,7 +47,13 @@ MEMBER_KINDS = {
     "json": ("json",),
 }
 KNOWN_EXTS = {ext: kind for kind, exts in MEMBER_KINDS.items() for ext in exts}
+SENSOR_MEMBER = "depth_sensor.exr"
 UNSPLIT = "-"
+
+
+def is_member_ext(ext: str) -> bool:
+    """A standard member extension (:data:`KNOWN_EXTS`) or an optional extra EXR member."""
+    return ext in KNOWN_EXTS or bool(EXTRA_MEMBER_RE.match(ext))
 
 
 class InputError(ValueError):
@@ -105,7 +114,8 @@ class Decoded:
     Arrays: ``rgb`` (H, W, 3) float32 linear; ``depth`` (H, W) float32 metres (0 invalid; NaN/inf
     kept as stored); ``mask`` (H, W) float32. ``problems`` holds ``(gate, message)`` pairs for the
     ``records_valid`` and ``members_complete`` gates. ``raw_hash`` is a digest of the arrays as
-    stored (dtype and shape included).
+    stored (dtype and shape included). ``sensor_depth``: (H, W) float32 metres of the optional
+    ``depth_sensor.exr`` member (None when absent); ``sensor_problem`` says why it could not be used.
     """
     raw: RawSample
     record: dict[str, Any] | None = None
@@ -115,6 +125,8 @@ class Decoded:
     mask: np.ndarray | None = None
     problems: list[tuple[str, str]] = field(default_factory=list)
     array_hash: bytes | None = None
+    sensor_depth: np.ndarray | None = None
+    sensor_problem: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,7 +206,7 @@ def iter_store(spec: InputSpec, ignored: list[str]) -> Iterator[RawSample]:
         if n == META_DIR or n.startswith(".tmp-"):
             continue
         k, _, ext = n.partition(".")
-        if KEY_RE.match(k) and ext in KNOWN_EXTS:
+        if KEY_RE.match(k) and is_member_ext(ext):
             names.append(n)
         else:
             ignored.append(str(path / n))
@@ -242,7 +254,7 @@ def iter_shards(spec: InputSpec, problems: InputProblems) -> Iterator[RawSample]
                         continue
                     base = ti.name.rsplit("/", 1)[-1]
                     k, _, ext = base.partition(".")
-                    if ext not in KNOWN_EXTS or not KEY_RE.match(k):
+                    if not is_member_ext(ext) or not KEY_RE.match(k):
                         problems.note(f"{tar_path}: member {ti.name!r} is not a sample member; ignored")
                         continue
                     data = tf.extractfile(ti).read()
@@ -452,4 +464,15 @@ def decode(raw: RawSample) -> Decoded:
         else:
             d.rgb, d.depth, d.mask = arrays["rgb"], arrays["depth"], arrays["mask"]
             d.array_hash = h.digest()
+    if SENSOR_MEMBER in mem and d.depth is not None:  # not part of the gates or the array hash
+        try:
+            sd = _read_exr_bytes(mem[SENSOR_MEMBER]).get("Z")
+            if sd is None:
+                d.sensor_problem = "no Z channel"
+            elif sd.shape != d.depth.shape:
+                d.sensor_problem = f"shape {sd.shape} != depth {d.depth.shape}"
+            else:
+                d.sensor_depth = sd.astype(np.float32)
+        except Exception as exc:
+            d.sensor_problem = f"cannot decode ({exc})"
     return d
