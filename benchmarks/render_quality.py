@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 BLENDER_DEFAULTS = {"adaptive_threshold": 0.01, "max_bounces": 12, "diffuse_bounces": 4, "glossy_bounces": 4,
                     "transmission_bounces": 12, "transparent_bounces": 8, "env_map_resolution": 0,
-                    "denoise": True, "denoiser_prepass": "albedo_normal", "light_tree": True}
+                    "denoise": True, "denoiser_prepass": "albedo_normal", "denoiser_prefilter": "accurate",
+                    "denoiser_quality": "high", "clamp_indirect": 10.0, "light_tree": True}
 PORTRAIT_PATHS = {"max_bounces": 4, "diffuse_bounces": 2, "glossy_bounces": 2, "transmission_bounces": 2,
                   "transparent_bounces": 4}
 
@@ -51,21 +52,30 @@ def candidates(spp: int) -> dict[str, dict]:
     c = {
         f"blender_defaults_{spp}spp": {**BLENDER_DEFAULTS, "samples": spp},
         f"synthgen_v0_{spp}spp": {"samples": spp, "adaptive_threshold": 0.02, "max_bounces": 6,
-                                  "env_map_resolution": 0},
+                                  "env_map_resolution": 0, "denoiser_prefilter": "accurate"},
+        f"synthgen_v1_{spp}spp": {"samples": spp, "adaptive_threshold": 0.02, "max_bounces": 6,
+                                  "env_map_resolution": 1024, "denoiser_prefilter": "none"},
     }
+    acc = {"denoiser_prefilter": "accurate"}
     for s in (8, 16, 32, 64):
         for thr in (0.02, 0.05):
             c[f"map1024_b6_t{thr}_{s}spp"] = {"samples": s, "adaptive_threshold": thr, "max_bounces": 6,
-                                              "env_map_resolution": 1024}
+                                              "env_map_resolution": 1024, **acc}
             c[f"map1024_portrait_t{thr}_{s}spp"] = {"samples": s, "adaptive_threshold": thr,
-                                                    "env_map_resolution": 1024, **PORTRAIT_PATHS}
+                                                    "env_map_resolution": 1024, **PORTRAIT_PATHS, **acc}
     c["map256_portrait_t0.05_16spp"] = {"samples": 16, "adaptive_threshold": 0.05, "env_map_resolution": 256,
-                                        **PORTRAIT_PATHS}
+                                        **PORTRAIT_PATHS, **acc}
     c["map1024_portrait_t0.05_16spp_albedo"] = {"samples": 16, "adaptive_threshold": 0.05,
                                                 "env_map_resolution": 1024, "denoiser_prepass": "albedo",
-                                                **PORTRAIT_PATHS}
+                                                **PORTRAIT_PATHS, **acc}
     c["map1024_portrait_t0.05_16spp_notree"] = {"samples": 16, "adaptive_threshold": 0.05,
-                                                "env_map_resolution": 1024, "light_tree": False, **PORTRAIT_PATHS}
+                                                "env_map_resolution": 1024, "light_tree": False,
+                                                **PORTRAIT_PATHS, **acc}
+    for pf in ("fast", "none"):
+        c[f"map1024_b6_t0.02_64spp_prefilter_{pf}"] = {"samples": 64, "adaptive_threshold": 0.02, "max_bounces": 6,
+                                                       "env_map_resolution": 1024, "denoiser_prefilter": pf}
+    c["map1024_b6_t0.02_64spp_balanced"] = {"samples": 64, "adaptive_threshold": 0.02, "max_bounces": 6,
+                                            "env_map_resolution": 1024, "denoiser_quality": "balanced", **acc}
     return c
 
 
@@ -153,7 +163,7 @@ def main() -> None:
             rows.append(row)
             print(f"{name:40s} {row[1]:7.2f} CPU s {row[2]:6.2f} s  PSNR subject {row[3]:6.2f} dB  frame {row[4]:6.2f} dB",
                   flush=True)
-        for base_name in [r[0] for r in rows[:2]]:
+        for base_name in [r[0] for r in rows[:3]]:
             b = next(r for r in rows if r[0] == base_name)
             ok = [r for r in rows if r[3] >= b[3] - 0.05 and r[0] != base_name]
             if ok:
@@ -162,7 +172,7 @@ def main() -> None:
                       f"({best[3]:.2f} dB) -> {b[1] / best[1]:.2f}x less CPU time")
         if args.persistent:
             st = candidates(args.spp)
-            chosen = st.get("map1024_portrait_t0.05_16spp")
+            chosen = st.get(f"synthgen_v1_{args.spp}spp")
             n = max(6, len(indices))
             for persistent in (False, True):
                 job = resolve_job(args.config, {**base, "num_samples": n,

@@ -90,7 +90,11 @@ def test_worker_sigkill_mid_run_retries_on_fresh_worker(tmp_path: Path, smoke_st
     assert len(retries) == 1 and retries[0]["pid"] == victim and retries[0]["reason"] == "worker_died"
     done = [e["key"] for e in ev if e["event"] == "sample_done"]
     assert sorted(done) == keys  # each planned key rendered exactly once (plus the killed attempt)
-    assert len({e["pid"] for e in ev if e["event"] == "worker_start"}) == 3  # 2 + 1 replacement
+    # a replacement actor is started; with renders this short the surviving worker may finish the
+    # rest (the retry included) before the replacement is even ready
+    assert len({e["pid"] for e in ev if e["event"] == "worker_start"}) in (2, 3)
+    redone = [e["pid"] for e in ev if e["event"] == "sample_done" and e["key"] == retries[0]["key"]]
+    assert len(redone) == 1 and redone[0] != victim
     run = json.loads((out / "_meta" / "run.json").read_text())
     assert run["status"] == "complete" and run["worker_deaths"] == 1 and run["retried"] == 1
     assert "1 retried, 0 failed; 1 worker death(s)" in text
@@ -133,8 +137,8 @@ def test_node_loss_all_samples_land(tmp_path: Path):
 
 def test_interrupt_then_resume_renders_only_missing(tmp_path: Path, smoke_store: Path):
     out, log = tmp_path / "resume", tmp_path / "resume.log"
-    # 8 samples (~2 s each on one worker): the interrupt lands mid-run even on a loaded machine
-    proc = _start_cli("render", "--config", str(SMOKE), "--out", str(out), "--workers", "1", "--num-samples", "8",
+    # 24 samples (~0.2-0.5 s each on one worker): the interrupt lands mid-run even on a fast machine
+    proc = _start_cli("render", "--config", str(SMOKE), "--out", str(out), "--workers", "1", "--num-samples", "24",
                       "--no-progress", log=log)
     try:
         _wait_for(out, proc, lambda ev: any(e["event"] == "sample_done" for e in ev), log)
@@ -145,14 +149,14 @@ def test_interrupt_then_resume_renders_only_missing(tmp_path: Path, smoke_store:
     assert rc == 130, log.read_text()[-3000:]
     assert "interrupted" in log.read_text()
     assert not list(out.glob(".tmp-*")) and not list((out / "_meta").rglob(".tmp-*"))
-    planned = [f"smoke_s7_{i:06d}" for i in range(8)]
+    planned = [f"smoke_s7_{i:06d}" for i in range(24)]
     have = [k for k in list_keys(out) if verify_sample(out, k) == []]
-    assert 1 <= len(have) < 8 and set(list_keys(out)) == set(have)  # no partial sample
+    assert 1 <= len(have) < 24 and set(list_keys(out)) == set(have)  # no partial sample
     mtimes = {k: (out / f"{k}.json").stat().st_mtime_ns for k in have}
     # a killed writer's leftovers are cleaned up by the next run
     (out / ".tmp-leftover.exr").write_bytes(b"partial")
 
-    res = run_cli("render", "--resume", "--out", str(out), "--set", "render.recycle_after_samples=1",
+    res = run_cli("render", "--resume", "--out", str(out), "--set", "render.recycle_after_samples=6",
                   "--workers", "1", "--no-progress")
     assert res.returncode == 0, res.stderr[-3000:]
     missing = sorted(set(planned) - set(have))
@@ -164,15 +168,17 @@ def test_interrupt_then_resume_renders_only_missing(tmp_path: Path, smoke_store:
     for k in planned[:4]:  # identical to an uninterrupted run (the session's smoke store has 4)
         assert _strip(json.loads((out / f"{k}.json").read_text())) == _strip(json.loads((smoke_store / f"{k}.json").read_text()))
         assert np.array_equal(read_sample(out, k).depth, read_sample(smoke_store, k).depth)
-    # recycling: a fresh worker process per sample, each with its peak RSS reported
+    # recycling: a fresh worker process every 6 samples, each with its peak RSS reported
     run = json.loads((out / "_meta" / "run.json").read_text())
-    assert run["recycled"] == len(missing) - 1
+    n_procs = -(-len(missing) // 6)
+    assert run["recycled"] == n_procs - 1
     procs = [w for w in run["worker_stats"] if w["samples"]]
-    assert len(procs) == len(missing) and all(w["samples"] == 1 for w in procs)
+    assert len(procs) == n_procs and all(w["samples"] <= 6 for w in procs)
+    assert sum(w["samples"] for w in procs) == len(missing)
     assert all(100 < w["peak_rss_mb"] < 8000 for w in procs) and run["peak_worker_rss_mb"] > 100
-    assert "peak worker RSS" in res.stdout and f"{len(missing) - 1} recycled" in res.stdout
+    assert "peak worker RSS" in res.stdout and f"{n_procs - 1} recycled" in res.stdout
     store = json.loads((out / "_meta" / "store.json").read_text())
-    assert store["num_samples"] == 8 and store["seed"] == 7 and len(store["config_hash"]) == 64
+    assert store["num_samples"] == 24 and store["seed"] == 7 and len(store["config_hash"]) == 64
 
     # nothing left: a re-run renders nothing and does not start Ray
     res = run_cli("render", "--config", str(SMOKE), "--out", str(out), "--no-progress")
