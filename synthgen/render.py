@@ -571,10 +571,12 @@ class _Run:
                 log.error("no render worker left; %d sample(s) not rendered",
                           sum(len(q) for q in self.queues.values()))
                 break
-            done, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=30.0)
+            done, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=1.0)
+            if _STOP.is_set():
+                raise KeyboardInterrupt
             if not done:
-                waited += 30.0
-                if not any(s.ready for s in self.slots):
+                waited += 1.0
+                if not any(s.ready for s in self.slots) and waited % 30 == 0:
                     log.warning("no render worker is running for %.0f s (waiting for cluster resources: "
                                 "%d CPU(s) per worker)", waited, self.rs.threads_per_worker)
                 continue
@@ -596,20 +598,30 @@ class _Run:
                     s.stats["end"] = why
 
 
+_STOP = threading.Event()
+"""Set by SIGINT / SIGTERM during a run; the scheduling loop checks it after every wait, so an
+interrupt that arrives while Ray's C++ code holds the main thread (and that Ray might swallow)
+still stops the run."""
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """Treat SIGTERM (cluster pre-emption, ``kill``) like Ctrl-C while the run is in progress."""
+    """Treat SIGTERM (cluster pre-emption, ``kill``) like Ctrl-C while the run is in progress; both
+    also set :data:`_STOP`."""
     def handler(signum, frame):
+        _STOP.set()
         raise KeyboardInterrupt
+    _STOP.clear()
     try:
-        old = signal.signal(signal.SIGTERM, handler)
+        old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None = None,

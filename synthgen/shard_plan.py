@@ -217,6 +217,21 @@ def tar_member_bytes(size: int) -> int:
     return TAR_BLOCK + -(-size // TAR_BLOCK) * TAR_BLOCK
 
 
+
+def _member_size(sdir: str, store: Any, key: str, fname: str, meta: dict, problems: list[str]) -> int | None:
+    """Size in bytes of member file ``fname`` of sample ``key``, or None (with the reason appended to
+    ``problems``) when it is missing or its size differs from its record's ``bytes``."""
+    try:
+        size = os.stat(os.path.join(sdir, fname)).st_size
+    except FileNotFoundError:
+        problems.append(f"sample {key} in {store}: member {fname} is missing")
+        return None
+    if size != meta["bytes"]:
+        problems.append(f"sample {key} in {store}: member {fname} has {size} bytes, "
+                        f"its record says {meta['bytes']}")
+        return None
+    return size
+
 def scan_store(store: str | os.PathLike, index: int, problems: list[str],
                skipped: list[dict[str, Any]], progress: bool = True) -> list[Item]:
     """Index the complete samples of one store (records only, no pixels).
@@ -259,15 +274,8 @@ def scan_store(store: str | os.PathLike, index: int, problems: list[str],
                 problems.append(f"sample {key} in {store}: member {m} not listed in its record")
                 bad = True
                 continue
-            try:
-                size = os.stat(os.path.join(sdir, fname)).st_size
-            except FileNotFoundError:
-                problems.append(f"sample {key} in {store}: member {fname} is missing")
-                bad = True
-                continue
-            if size != meta["bytes"]:
-                problems.append(f"sample {key} in {store}: member {fname} has {size} bytes, "
-                                f"its record says {meta['bytes']}")
+            size = _member_size(sdir, store, key, fname, meta, problems)
+            if size is None:
                 bad = True
                 continue
             sizes.append(size)
@@ -279,15 +287,8 @@ def scan_store(store: str | os.PathLike, index: int, problems: list[str],
                 problems.append(f"{jp}: files lists an invalid member name {m!r} (expected [a-z0-9_]+.exr)")
                 bad = True
                 continue
-            try:
-                size = os.stat(os.path.join(sdir, f"{key}.{m}")).st_size
-            except FileNotFoundError:
-                problems.append(f"sample {key} in {store}: member {key}.{m} is missing")
-                bad = True
-                continue
-            if size != meta["bytes"]:
-                problems.append(f"sample {key} in {store}: member {key}.{m} has {size} bytes, "
-                                f"its record says {meta['bytes']}")
+            size = _member_size(sdir, store, key, f"{key}.{m}", meta, problems)
+            if size is None:
                 bad = True
                 continue
             extras.append((m, size, meta["sha256"]))
