@@ -709,6 +709,20 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None =
                          n_workers, threads, out)
                 t0 = time.perf_counter()
                 run.run()
+        except GpuClusterError:
+            # refused before any work: leave the folder as it was, so a CPU run is not then refused
+            # as "another job" (nothing of this run exists yet)
+            ledger.close()
+            if prev is None:
+                for f in ("store.json", "ledger.jsonl"):
+                    with contextlib.suppress(FileNotFoundError):
+                        (meta / f).unlink()
+                with contextlib.suppress(OSError):
+                    meta.rmdir()
+                    out.rmdir()
+            else:
+                write_json_atomic(meta / "store.json", prev)
+            raise
         except KeyboardInterrupt:
             summary["interrupted"] = True
             log.warning("interrupted: stopping the workers; complete samples stay, the rest render "
