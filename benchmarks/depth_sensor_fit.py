@@ -41,9 +41,8 @@ sys.path.insert(0, ROOT)
 
 from synthgen.blender import BlenderRenderer  # noqa: E402
 from synthgen.config import DepthSensorConfig  # noqa: E402
-from synthgen.depth_sensor import (CALIBRATION_STRIP_ALBEDOS, albedo_proxy, fit_dark, fit_sigma,  # noqa: E402
-                                   hole_rate_vs_albedo, hole_rate_vs_incidence, hole_statistics,
-                                   interior, load_rgb_linear, load_sensor_depth, merge_tables, noise_vs_depth,
+from synthgen.depth_sensor import (CALIBRATION_STRIP_ALBEDOS, capture_statistics, fit_dark, fit_sigma,  # noqa: E402
+                                   hole_rate_vs_incidence, hole_statistics, interior, noise_vs_depth,
                                    render_calibration, sensor_fit_frames, simulate)
 
 
@@ -55,19 +54,6 @@ def excess(rows, lo=20.0, hi=60.0, min_pixels=300):
     return np.array([(r[2] / r[3] - base) if r[3] >= min_pixels else np.nan for r in rows]), base
 
 
-def real_statistics(frames):
-    bins, holes, inc, alb = [], [], [], []
-    for f in frames:
-        z = load_sensor_depth(f["depth"])
-        bins += [b for b in noise_vs_depth(z) if b[0] < 5.0]
-        holes.append(hole_statistics(z))
-        inc.append(hole_rate_vs_incidence(z, f["K"]))
-        if f["rgb"]:
-            alb.append(hole_rate_vs_albedo(z, albedo_proxy(load_rgb_linear(f["rgb"]))))
-    real = {k: float(np.mean([h[k] for h in holes])) for k in holes[0]}
-    return bins, real, merge_tables(inc), merge_tables(alb)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--plot", help="also write a PNG with the curves (simulated vs real)")
@@ -76,7 +62,8 @@ def main() -> None:
     W, H = map(int, args.size.split("x"))
     t0 = time.perf_counter()
     frames = sensor_fit_frames()
-    bins, real, inc_real, alb_real = real_statistics(frames)
+    cs = capture_statistics(frames)
+    bins, real, inc_real, alb_real = cs["noise_bins"], cs["holes"], cs["incidence"], cs["albedo"]
     a, b = fit_sigma(bins)
     dark = fit_dark(alb_real)
 

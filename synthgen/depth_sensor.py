@@ -475,6 +475,27 @@ CALIBRATION_STRIP_ALBEDOS = (0.01, 0.03, 0.1, 0.3, 0.8)
 """Albedos of the back-wall strips of the calibration scene, left to right."""
 
 
+def capture_statistics(frames: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fit's statistics of real captures (``frames`` as from :func:`sensor_fit_frames`), with
+    the same estimators used on the simulation.
+
+    Returns:
+        ``{"noise_bins": [(z_m, sigma_m, count)] below 5 m, "holes": hole_statistics averaged over
+        frames, "incidence": merged hole rate vs incidence table, "albedo": merged hole rate vs
+        albedo-proxy table (frames with a colour image only)}``.
+    """
+    bins, holes, inc, alb = [], [], [], []
+    for f in frames:
+        z = load_sensor_depth(f["depth"])
+        bins += [b for b in noise_vs_depth(z) if b[0] < 5.0]
+        holes.append(hole_statistics(z))
+        inc.append(hole_rate_vs_incidence(z, f["K"]))
+        if f["rgb"]:
+            alb.append(hole_rate_vs_albedo(z, albedo_proxy(load_rgb_linear(f["rgb"]))))
+    return {"noise_bins": bins, "holes": {k: float(np.mean([h[k] for h in holes])) for k in holes[0]},
+            "incidence": merge_tables(inc), "albedo": merge_tables(alb)}
+
+
 def render_calibration(renderer, width: int = 320, height: int = 240, surface_passes: bool = True) -> dict[str, Any]:
     """Render a room-like calibration scene with ``renderer`` (:class:`synthgen.blender.BlenderRenderer`;
     removes its scan), seen by a camera with a Kinect-like 58° horizontal field of view:
@@ -567,10 +588,3 @@ def render_calibration(renderer, width: int = 320, height: int = 240, surface_pa
         idx = np.floor((Pw[..., 0] - x0) / strip_w).astype(int)
         res["strips"] = np.where(on_wall & (idx >= 0) & (idx < n_strips), idx, -1).astype(np.int8)
     return res
-
-
-def render_calibration_scene(renderer, width: int = 320, height: int = 240) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`render_calibration` without the surface passes: returns ``(depth, K)``, (H, W)
-    float32 planar depth in metres and the 3×3 intrinsics."""
-    r = render_calibration(renderer, width, height, surface_passes=False)
-    return r["depth"], r["K"]

@@ -12,9 +12,8 @@ import yaml
 from synthgen.config import ConfigError, DepthSensorConfig, ScanAsset, ScanSize, resolve_job
 from synthgen.contract import member_path, read_sample, verify_sample, write_sample
 from synthgen.camera import look_at
-from synthgen.depth_sensor import (CALIBRATION_STRIP_ALBEDOS, albedo_proxy, fit_dark, fit_sigma,
-                                   hole_rate_vs_albedo, hole_rate_vs_incidence, hole_statistics, interior,
-                                   load_rgb_linear, load_sensor_depth, merge_tables, noise_vs_depth,
+from synthgen.depth_sensor import (CALIBRATION_STRIP_ALBEDOS, capture_statistics, fit_dark, fit_sigma,
+                                   hole_rate_vs_incidence, hole_statistics, interior, noise_vs_depth,
                                    render_calibration, sensor_fit_frames, simulate)
 from synthgen.sampling import appearance_params, plan, pose_params, sample_params, view_of
 
@@ -207,16 +206,9 @@ def real_sensor():
     """Statistics of the real Kinect v1 frames of tests/fixtures/sensor_fit (same estimators as the fit)."""
     frames = sensor_fit_frames(SENSOR_FIT)
     assert len(frames) == 6 and sum(1 for f in frames if f["rgb"]) == 3
-    bins, holes, inc, alb = [], [], [], []
-    for f in frames:
-        z = load_sensor_depth(f["depth"])
-        bins += [b for b in noise_vs_depth(z) if b[0] < 5]
-        holes.append(hole_statistics(z))
-        inc.append(hole_rate_vs_incidence(z, f["K"]))
-        if f["rgb"]:
-            alb.append(hole_rate_vs_albedo(z, albedo_proxy(load_rgb_linear(f["rgb"]))))
-    return {"sigma": fit_sigma(bins), "holes": {k: float(np.mean([h[k] for h in holes])) for k in holes[0]},
-            "incidence": merge_tables(inc), "albedo": merge_tables(alb)}
+    cs = capture_statistics(frames)
+    return {"sigma": fit_sigma(cs["noise_bins"]), "holes": cs["holes"], "incidence": cs["incidence"],
+            "albedo": cs["albedo"]}
 
 
 @pytest.fixture(scope="module")
