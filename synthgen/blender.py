@@ -82,6 +82,14 @@ def _pose_actions_of(arm) -> list[Any]:
     return sorted(keep, key=lambda a: a.name)
 
 
+def _cause(exc: BaseException, limit: int = 2000) -> str:
+    """The real cause of a Blender operator error: its message lines without Blender's trailing
+    ``Location: .../bpy/ops.py:N`` pointer (which is all the last line holds), at most ``limit`` characters."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith("Location:")]
+    text = " | ".join(lines) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:limit]
+
+
 def blender_version() -> str:
     import bpy
 
@@ -219,9 +227,7 @@ class BlenderRenderer:
             raise
         except Exception as exc:
             self._remove_new_objects(before)
-            msg = str(exc).strip().splitlines()
-            raise ScanImportError(f"{path}: Blender could not import the scan: "
-                                  f"{msg[-1] if msg else type(exc).__name__}") from exc
+            raise ScanImportError(f"{path}: Blender could not import the scan: {_cause(exc)}") from exc
         new = [o for o in bpy.data.objects if o not in before]
         if "FINISHED" not in res:
             self._remove_new_objects(before)

@@ -39,7 +39,8 @@ import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,9 @@ from .sampling import plan, sample_key, scan_for
 log = logging.getLogger("synthgen.render")
 
 MAX_IN_FLIGHT = 2
-"""Render calls in flight per actor (also its Ray ``max_concurrency``): the next sample renders in
-Blender while the previous one post-processes and writes its files (EXR encoding, sha256, previews)."""
+"""Samples given to an actor and not yet written: the next sample renders in Blender (on the actor's
+main thread) while the previous one post-processes and writes its files on the actor's writer thread
+(EXR encoding, sha256, previews)."""
 
 RECOVERABLE_REASONS = {"worker_died", "exception"}
 
@@ -104,7 +106,9 @@ class RenderActorImpl:
         rs = self.job.config.render
         self.renderer = BlenderRenderer(threads=threads, device=rs.device, gpu_backend=rs.gpu_backend)
         self._bad_scans: dict[str, str] = {}
-        self._blender_lock = threading.Lock()  # bpy is not thread-safe: one render call in Blender at a time
+        # post-processing and writing run here, overlapped with the next render; this thread never calls bpy
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="synthgen-writer")
+        self._writes: dict[int, Future] = {}
 
     def ready(self) -> dict[str, Any]:
         """Identity of the worker process: ``pid``, ``node`` (IP), ``rss_mb``."""
@@ -125,38 +129,85 @@ class RenderActorImpl:
         return {"pid": os.getpid(), "node": node, "node_id": node_id, "rss_mb": _rss_mb()[0]}
 
     def render(self, index: int) -> dict[str, Any]:
-        """Render one sample. Never raises: a failure comes back as ``status: "error"`` with a
-        ``reason`` (``scan_import_failed``, ``framing_failed``, ``contract_error``, ``exception``),
-        the ``error`` message and whether retrying can help (``retryable``)."""
-        from .blender import ScanImportError
-        from .contract import ContractError
-        from .worker import FramingError, render_sample
+        """Render sample ``index`` in Blender, then hand its post-processing and writing to the
+        writer thread and return at once. Never raises.
 
-        base = {"index": index, "key": sample_key(self.job, index), "pid": os.getpid()}
+        Must be called on the process's main thread (a Ray actor with ``max_concurrency=1``):
+        Blender's importers and mode switches fail off it.
+
+        Returns:
+            :meth:`collect`'s report without waiting, with ``rendered`` = ``index`` when the write
+            was queued (its result comes in a later report), or ``None`` when the sample already
+            failed in Blender (its result is then in ``done``).
+        """
+        from .blender import ScanImportError
+        from .worker import FramingError, render_passes
+
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("RenderActorImpl.render must run on the process's main thread (Blender "
+                               "operators fail elsewhere): create the Ray actor with max_concurrency=1")
+        base = self._base(index)
         scan_id = scan_for(self.job, index)
+        failed = None
         try:
             if scan_id in self._bad_scans:  # do not re-import a scan that already failed here
                 raise ScanImportError(self._bad_scans[scan_id])
-            res = render_sample(self.renderer, self.job, index, self.out_dir, previews=self.previews,
-                                config_hash=self.config_hash, blender_lock=self._blender_lock)
-            out = {**base, "status": "ok", "timings": res["timings"], "resamples": res["resamples"],
-                   "scan_id": res["record"]["subject_id"]}
+            rendered = render_passes(self.renderer, self.job, index)
         except ScanImportError as exc:
             self._bad_scans[scan_id] = str(exc)
-            out = {**base, "status": "error", "reason": "scan_import_failed", "retryable": False,
-                   "error": f"ScanImportError: {exc}", "scan_id": scan_id}
+            failed = {**base, "status": "error", "reason": "scan_import_failed", "retryable": False,
+                      "error": f"ScanImportError: {exc}", "scan_id": scan_id}
         except FramingError as exc:
-            out = {**base, "status": "error", "reason": "framing_failed", "retryable": False,
-                   "error": f"FramingError: {exc}", "scan_id": scan_id}
-        except ContractError as exc:
-            out = {**base, "status": "error", "reason": "contract_error", "retryable": False,
-                   "error": f"ContractError: {exc}", "scan_id": scan_id}
+            failed = {**base, "status": "error", "reason": "framing_failed", "retryable": False,
+                      "error": f"FramingError: {exc}", "scan_id": scan_id}
         except Exception as exc:  # unexpected: retried on a fresh worker
-            log.exception("sample %s failed", base["key"])
-            out = {**base, "status": "error", "reason": "exception", "retryable": True,
-                   "error": f"{type(exc).__name__}: {exc}", "scan_id": scan_id}
-        out["rss_mb"], out["peak_rss_mb"] = _rss_mb()
-        return out
+            failed = self._unexpected(base, scan_id, exc)
+        else:
+            self._writes[index] = self._writer.submit(self._finish, base, scan_id, rendered)
+        report = self.collect(wait=False)
+        if failed is not None:
+            report["done"].append(failed)
+        report["rendered"] = None if failed is not None else index
+        return report
+
+    def collect(self, wait: bool = True) -> dict[str, Any]:
+        """Results of the writes finished so far, waiting for at least one if ``wait`` and any is pending.
+
+        Returns:
+            ``{"done": [result, ...], "pending": [index, ...], "rss_mb", "peak_rss_mb"}``; a result
+            is ``{"index", "key", "pid", "status": "ok" | "error", ...}`` (errors carry ``reason``,
+            ``error`` and ``retryable``).
+        """
+        if wait and self._writes:
+            futures_wait(list(self._writes.values()), return_when=FIRST_COMPLETED)
+        done = [self._writes.pop(i).result() for i in [i for i, f in self._writes.items() if f.done()]]
+        rss, peak = _rss_mb()
+        for d in done:
+            d["rss_mb"], d["peak_rss_mb"] = rss, peak
+        return {"done": done, "pending": list(self._writes), "rss_mb": rss, "peak_rss_mb": peak}
+
+    def _base(self, index: int) -> dict[str, Any]:
+        return {"index": index, "key": sample_key(self.job, index), "pid": os.getpid(), "rss_mb": 0.0,
+                "peak_rss_mb": 0.0}
+
+    def _unexpected(self, base: dict, scan_id: str, exc: BaseException) -> dict[str, Any]:
+        log.exception("sample %s failed", base["key"])
+        return {**base, "status": "error", "reason": "exception", "retryable": True,
+                "error": f"{type(exc).__name__}: {exc}", "scan_id": scan_id}
+
+    def _finish(self, base: dict, scan_id: str, rendered: dict) -> dict[str, Any]:
+        from .contract import ContractError
+        from .worker import finish_sample
+
+        try:
+            res = finish_sample(rendered, self.out_dir, previews=self.previews, config_hash=self.config_hash)
+        except ContractError as exc:
+            return {**base, "status": "error", "reason": "contract_error", "retryable": False,
+                    "error": f"ContractError: {exc}", "scan_id": scan_id}
+        except Exception as exc:
+            return self._unexpected(base, scan_id, exc)
+        return {**base, "status": "ok", "timings": res["timings"], "resamples": res["resamples"],
+                "scan_id": res["record"]["subject_id"]}
 
     def pid(self) -> int:
         return os.getpid()
@@ -380,7 +431,8 @@ class _Slot:
         self.given_up = False
         self.start_failures = 0
         self.scan: str | None = None
-        self.inflight: list[tuple[Any, int]] = []  # (ref, sample index), in submission order
+        self.inflight: list[tuple[Any, int | None]] = []  # calls: (ref, sample index; None = collect)
+        self.unwritten: list[int] = []  # rendered on the actor, its write not yet reported
         self.stats: dict[str, Any] = {}
 
 
@@ -392,10 +444,10 @@ class _Run:
         cfg = job.config
         self.ray, self.job, self.out, self.ledger, self.bar = ray, job, out, ledger, bar
         self.rs = cfg.render
-        # max_concurrency 2: while one call writes its files, the next one renders (Blender itself is
-        # serialised by the actor's lock, see RenderActorImpl.render)
+        # max_concurrency 1: calls run on the actor's main thread, as Blender's operators require;
+        # writing overlaps rendering on the actor's own writer thread (see RenderActorImpl.render)
         self.Actor = ray.remote(num_cpus=self.rs.threads_per_worker, num_gpus=1 if self.rs.device == "gpu" else 0,
-                                max_restarts=0, max_task_retries=0, max_concurrency=MAX_IN_FLIGHT)(RenderActorImpl)
+                                max_restarts=0, max_task_retries=0, max_concurrency=1)(RenderActorImpl)
         self.actor_args = (job.model_dump(mode="json"), str(out), cfg.output.previews,
                            self.rs.threads_per_worker, chash)
         self.queues = {s: deque(v) for s, v in plan(job, todo).items()}
@@ -418,6 +470,7 @@ class _Run:
         slot.ready = slot.retiring = False
         slot.scan = None
         slot.inflight = []
+        slot.unwritten = []
         slot.actor = self.Actor.remote(*self.actor_args)
         slot.stats = {"slot": slot.n, "generation": slot.gen, "pid": None, "node": None, "samples": 0,
                       "rss_start_mb": None, "rss_last_mb": None, "peak_rss_mb": None, "end": None}
@@ -457,18 +510,26 @@ class _Run:
         if slot.given_up or not slot.ready:
             return
         if slot.retiring:
-            if not slot.inflight and any(self.queues.values()):  # no new process just to end the run
-                self.retire_now(slot, slot.retiring)
-            return
-        rc = self.rs.recycle_after_samples
-        while len(slot.inflight) < MAX_IN_FLIGHT and not (rc and slot.stats["samples"] + len(slot.inflight) >= rc):
-            nxt = _next_index(self.queues, slot.scan)
-            if not nxt:
-                break
-            slot.scan = nxt[0]
-            ref = slot.actor.render.remote(nxt[1])
-            slot.inflight.append((ref, nxt[1]))
-            self.pending[ref] = ("render", slot, nxt[1])
+            if not slot.inflight and not slot.unwritten and any(self.queues.values()):
+                self.retire_now(slot, slot.retiring)  # (no new process just to end the run)
+                return
+        else:
+            rc = self.rs.recycle_after_samples
+            while True:
+                given = sum(i is not None for _, i in slot.inflight) + len(slot.unwritten)
+                if given >= MAX_IN_FLIGHT or (rc and slot.stats["samples"] + given >= rc):
+                    break
+                nxt = _next_index(self.queues, slot.scan)
+                if not nxt:
+                    break
+                slot.scan = nxt[0]
+                ref = slot.actor.render.remote(nxt[1])
+                slot.inflight.append((ref, nxt[1]))
+                self.pending[ref] = ("render", slot, nxt[1])
+        if not slot.inflight and slot.unwritten:  # nothing left to render here: wait for the writes
+            ref = slot.actor.collect.remote()
+            slot.inflight.append((ref, None))
+            self.pending[ref] = ("render", slot, None)
 
     # ---- samples
     def requeue(self, index: int) -> None:
@@ -512,14 +573,23 @@ class _Run:
         if not slot.retiring and lim and res["rss_mb"] > lim:
             slot.retiring = f"RSS {res['rss_mb']:.0f} MiB > {lim:g} MiB (render.max_worker_rss_mb)"
 
-    def on_render(self, slot: _Slot, ref, index: int) -> None:
+    def on_render(self, slot: _Slot, ref, index: int | None) -> None:
         try:
-            res = self.ray.get(ref)
+            report = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
             self.on_actor_died(slot, exc)
             return
         slot.inflight.remove((ref, index))
-        self.on_result(slot, index, res)
+        self.on_report(slot, report)
+
+    def on_report(self, slot: _Slot, report: dict) -> None:
+        """Settle a render/collect call's report: the samples it finished, and the one it queued for writing."""
+        if report.get("rendered") is not None:
+            slot.unwritten.append(report["rendered"])
+        for res in report["done"]:
+            with contextlib.suppress(ValueError):
+                slot.unwritten.remove(res["index"])
+            self.on_result(slot, res["index"], res)
 
     def on_actor_died(self, slot: _Slot, exc: BaseException) -> None:
         """Settle every call of a dead actor: finished ones count, the first unfinished one (the
@@ -528,32 +598,39 @@ class _Run:
         calls = list(slot.inflight)
         refs = [r for r, _ in calls]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
-        culprit = True
         why = _short(exc)
         pid = slot.stats.get("pid")
         self.worker_deaths += 1
         slot.stats["end"] = f"died: {why}"
         log.error("worker %s (slot %d, node %s) died: %s", pid, slot.n, slot.stats.get("node"), why)
         self.ledger.event("worker_died", slot=slot.n, pid=pid, node=slot.stats.get("node"), error=why)
+        lost = []  # samples of this actor with no result, in the order they reached it
         for r, index in calls:
             self.pending.pop(r, None)
-            res = None
+            report = None
             if r in ready:
                 with contextlib.suppress(ray.exceptions.RayError):
-                    res = ray.get(r)
-            if res is not None:
-                self.on_result(slot, index, res)
-            elif culprit:
-                culprit = False
+                    report = ray.get(r)
+            if report is not None:
+                self.on_report(slot, report)
+            elif index is not None:
+                lost.append(index)
+        # the sample in Blender when the process died (else the one being written) is to blame
+        # and retried or quarantined; the others are re-queued without penalty
+        lost = slot.unwritten + lost
+        culprit = lost[len(slot.unwritten)] if len(lost) > len(slot.unwritten) else (lost[0] if lost else None)
+        for index in lost:
+            if index == culprit:
                 self.fail(index, "worker_died", f"worker process died while rendering ({why})", True, pid)
             else:
                 self.requeue(index)
         slot.inflight = []
+        slot.unwritten = []
         self.spawn(slot)
 
     # ---- loop
     def work_left(self) -> bool:
-        return any(self.queues.values()) or any(s.inflight for s in self.slots)
+        return any(self.queues.values()) or any(s.inflight or s.unwritten for s in self.slots)
 
     def run(self) -> None:
         for s in self.slots:

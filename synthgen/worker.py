@@ -7,7 +7,6 @@ the small record to the driver. Each file is written atomically and the JSON rec
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -96,18 +95,25 @@ def quality_settings(rs) -> dict[str, Any]:
 
 
 def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
-                  previews: bool = False, config_hash: str | None = None,
-                  blender_lock: Any = None) -> dict[str, Any]:
-    """Render sample ``index`` of ``job`` into ``out_dir``, re-sampling until the framing fits.
+                  previews: bool = False, config_hash: str | None = None) -> dict[str, Any]:
+    """Render sample ``index`` of ``job`` into ``out_dir``: :func:`render_passes` then :func:`finish_sample`.
 
-    ``config_hash`` (default: :func:`synthgen.config.content_hash` of ``job``) is stored in the
-    record as ``render.config_hash``; a resumed run only accepts samples carrying its own hash.
-    ``blender_lock`` (a ``threading.Lock``) is held while Blender is used (scene set-up and Cycles
-    passes) and released for the post-processing and writing, so that a second thread can render
-    the next sample meanwhile (render actors run two calls at once).
+    Returns and raises as those two do; must run on the process's main thread (Blender operators).
+    """
+    return finish_sample(render_passes(renderer, job, index), out_dir, previews=previews, config_hash=config_hash)
+
+
+def render_passes(renderer, job: Job, index: int) -> dict[str, Any]:
+    """The Blender part of sample ``index``: load the subject, set up the scene and render, re-sampling
+    the parameters until the framing fits.
+
+    Must run on the process's main thread: Blender's importers and mode switches fail their
+    ``poll()`` anywhere else. Everything after it (:func:`finish_sample`) is plain numpy and file
+    I/O and may run on another thread, so a worker overlaps writing one sample with rendering the next.
 
     Returns:
-        ``{"key", "record", "timings": {"setup_s", "render_s", "write_s"}, "resamples"}``.
+        an opaque dict for :func:`finish_sample` (job, index, key, parameters, camera, subject
+        info, the passes' arrays, record sections and timings).
 
     Raises:
         FramingError: coverage stayed outside [coverage_min, coverage_max] for every attempt.
@@ -122,81 +128,106 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
     rejected = []
     scans = {s.id: s for s in job.scans}
     hdris = {h.id: h for h in job.hdris}
-    with blender_lock or contextlib.nullcontext():  # Blender part: one sample at a time per process
-        blender = blender_version()
-        for attempt in range(cfg.framing.max_resamples + 1):
-            t0 = time.perf_counter()
-            p = sample_params(job, index, attempt)
-            scan = scans[p["scan_id"]]
-            info = renderer.load_scan(scan, rest_pose=cfg.pose.enabled, appearance=cfg.appearance.enabled,
-                                      keep_animation=cfg.pose.enabled and cfg.pose.source == "animation")
-            variation: dict[str, Any] = {}
-            if cfg.pose.enabled:
-                variation["pose"] = renderer.set_pose(cfg.pose.joints, p["pose"])
-                info = dict(info, target_head_m=renderer.posed_point(info["target_head_m"]),
-                            target_center_m=renderer.posed_point(info["target_center_m"]))
-            if cfg.appearance.enabled:
-                a = p["appearance"]
-                variation["appearance"] = renderer.set_appearance(
-                    a["hue"], a["saturation"], a["value"], a["roughness"], a["skin_tone_rgb"],
-                    cfg.appearance.subsurface_weight)
-            hdri = hdris[p["hdri_id"]]
-            renderer.set_hdri(hdri.path, p["hdri_rotation_deg"], p["hdri_strength"])
-            cam = camera_for(job, p, info)
-            if "area_lights" in p:
-                renderer.set_area_lights(p["area_lights"], cam["target_m"].tolist())
-            renderer.set_camera(cam["camera_to_world"], p["focal_length_mm"], p["sensor_width_mm"])
-            # relights of a view must share the mask: adaptive sampling would make it light-dependent
-            adaptive = rs.adaptive_threshold if cfg.relights_per_view == 1 else 0.0
-            renderer.configure(rs.width, rs.height, rs.samples, adaptive, rs.denoise, rs.max_bounces,
-                               **quality_settings(rs))
-            timings["setup_s"] += time.perf_counter() - t0
-            out = renderer.render(p["cycles_seed"], background_visible=(p["background"] == "visible"),
-                                  surface_passes=cfg.depth_sensor.enabled)
-            timings["render_s"] += out["seconds"]
-            coverage = float(out["mask"].mean())
-            if cfg.framing.coverage_min <= coverage <= cfg.framing.coverage_max:
-                break
-            rejected.append({"attempt": attempt, "coverage": coverage})
-        else:
-            raise FramingError(
-                f"sample {key}: subject coverage stayed outside [{cfg.framing.coverage_min}, "
-                f"{cfg.framing.coverage_max}] in {len(rejected)} attempts (last {coverage:.4f}); "
-                "check camera.distance_m / subject_fraction and framing.*")
+    blender = blender_version()
+    for attempt in range(cfg.framing.max_resamples + 1):
+        t0 = time.perf_counter()
+        p = sample_params(job, index, attempt)
+        scan = scans[p["scan_id"]]
+        info = renderer.load_scan(scan, rest_pose=cfg.pose.enabled, appearance=cfg.appearance.enabled,
+                                  keep_animation=cfg.pose.enabled and cfg.pose.source == "animation")
+        variation: dict[str, Any] = {}
+        if cfg.pose.enabled:
+            variation["pose"] = renderer.set_pose(cfg.pose.joints, p["pose"])
+            info = dict(info, target_head_m=renderer.posed_point(info["target_head_m"]),
+                        target_center_m=renderer.posed_point(info["target_center_m"]))
+        if cfg.appearance.enabled:
+            a = p["appearance"]
+            variation["appearance"] = renderer.set_appearance(
+                a["hue"], a["saturation"], a["value"], a["roughness"], a["skin_tone_rgb"],
+                cfg.appearance.subsurface_weight)
+        hdri = hdris[p["hdri_id"]]
+        renderer.set_hdri(hdri.path, p["hdri_rotation_deg"], p["hdri_strength"])
+        cam = camera_for(job, p, info)
+        if "area_lights" in p:
+            renderer.set_area_lights(p["area_lights"], cam["target_m"].tolist())
+        renderer.set_camera(cam["camera_to_world"], p["focal_length_mm"], p["sensor_width_mm"])
+        # relights of a view must share the mask: adaptive sampling would make it light-dependent
+        adaptive = rs.adaptive_threshold if cfg.relights_per_view == 1 else 0.0
+        renderer.configure(rs.width, rs.height, rs.samples, adaptive, rs.denoise, rs.max_bounces,
+                           **quality_settings(rs))
+        timings["setup_s"] += time.perf_counter() - t0
+        out = renderer.render(p["cycles_seed"], background_visible=(p["background"] == "visible"),
+                              surface_passes=cfg.depth_sensor.enabled)
+        timings["render_s"] += out["seconds"]
+        coverage = float(out["mask"].mean())
+        if cfg.framing.coverage_min <= coverage <= cfg.framing.coverage_max:
+            break
+        rejected.append({"attempt": attempt, "coverage": coverage})
+    else:
+        raise FramingError(
+            f"sample {key}: subject coverage stayed outside [{cfg.framing.coverage_min}, "
+            f"{cfg.framing.coverage_max}] in {len(rejected)} attempts (last {coverage:.4f}); "
+            "check camera.distance_m / subject_fraction and framing.*")
 
-        realism: dict[str, Any] = {}
-        cr = p.get("camera_realism", {})
-        mb = cr.get("motion_blur")
-        if "f_stop" in cr or mb:
-            # one extra pass for the RGB only (depth of field and motion blur together): depth and mask
-            # stay the clean pinhole ground truth of the first pass
-            try:
-                if "f_stop" in cr:
-                    renderer.set_dof(cr["f_stop"], cam["distance_m"])
-                if mb:
-                    renderer.set_motion_blur(cam["camera_to_world"], mb["shutter_s"], mb["angular_velocity_deg_s"],
-                                             mb["translation_velocity_m_s"])
-                lens_out = renderer.render(p["cycles_seed"], background_visible=(p["background"] == "visible"))
-            finally:
-                renderer.set_dof(None)
-                renderer.clear_motion_blur()
-            timings["render_s"] += lens_out["seconds"]
-            out["rgb"] = lens_out["rgb"]
-        if "f_stop" in cr:
-            realism["dof"] = {"f_stop": cr["f_stop"], "focus_distance_m": cam["distance_m"],
-                              "aperture_diameter_mm": p["focal_length_mm"] / cr["f_stop"], "model": "cycles_thin_lens"}
-        if mb:
-            w, v, T = mb["angular_velocity_deg_s"], mb["translation_velocity_m_s"], mb["shutter_s"]
-            realism["motion_blur"] = {
-                "model": "camera_shake_constant_velocity", "renderer": "cycles_motion_blur",
-                "shutter_s": T, "shutter_position": "centre",
-                "axes": "camera_opencv",
-                "angular_velocity_deg_s": w, "translation_velocity_m_s": v,
-                "angular_speed_deg_s": float(np.linalg.norm(w)), "translation_speed_m_s": float(np.linalg.norm(v)),
-                "rotation_during_exposure_deg": float(np.linalg.norm(w)) * T,
-                "translation_during_exposure_m": float(np.linalg.norm(v)) * T,
-                "centre_blur_px": shake_blur_px(cam["K"], cam["distance_m"], w, v, T),
-            }
+    realism: dict[str, Any] = {}
+    cr = p.get("camera_realism", {})
+    mb = cr.get("motion_blur")
+    if "f_stop" in cr or mb:
+        # one extra pass for the RGB only (depth of field and motion blur together): depth and mask
+        # stay the clean pinhole ground truth of the first pass
+        try:
+            if "f_stop" in cr:
+                renderer.set_dof(cr["f_stop"], cam["distance_m"])
+            if mb:
+                renderer.set_motion_blur(cam["camera_to_world"], mb["shutter_s"], mb["angular_velocity_deg_s"],
+                                         mb["translation_velocity_m_s"])
+            lens_out = renderer.render(p["cycles_seed"], background_visible=(p["background"] == "visible"))
+        finally:
+            renderer.set_dof(None)
+            renderer.clear_motion_blur()
+        timings["render_s"] += lens_out["seconds"]
+        out["rgb"] = lens_out["rgb"]
+    if "f_stop" in cr:
+        realism["dof"] = {"f_stop": cr["f_stop"], "focus_distance_m": cam["distance_m"],
+                          "aperture_diameter_mm": p["focal_length_mm"] / cr["f_stop"], "model": "cycles_thin_lens"}
+    if mb:
+        w, v, T = mb["angular_velocity_deg_s"], mb["translation_velocity_m_s"], mb["shutter_s"]
+        realism["motion_blur"] = {
+            "model": "camera_shake_constant_velocity", "renderer": "cycles_motion_blur",
+            "shutter_s": T, "shutter_position": "centre",
+            "axes": "camera_opencv",
+            "angular_velocity_deg_s": w, "translation_velocity_m_s": v,
+            "angular_speed_deg_s": float(np.linalg.norm(w)), "translation_speed_m_s": float(np.linalg.norm(v)),
+            "rotation_during_exposure_deg": float(np.linalg.norm(w)) * T,
+            "translation_during_exposure_m": float(np.linalg.norm(v)) * T,
+            "centre_blur_px": shake_blur_px(cam["K"], cam["distance_m"], w, v, T),
+        }
+    return {"job": job, "index": index, "key": key, "p": p, "cam": cam, "info": info, "scan": scan,
+            "hdri": hdri, "out": out, "coverage": coverage, "rejected": rejected, "adaptive": adaptive,
+            "variation": variation, "realism": realism, "cr": cr, "blender": blender, "timings": timings}
+
+
+def finish_sample(r: dict[str, Any], out_dir: str | os.PathLike, previews: bool = False,
+                  config_hash: str | None = None) -> dict[str, Any]:
+    """Post-process and write a sample rendered by :func:`render_passes` (no Blender call: safe on any thread).
+
+    Applies exposure, white balance, sensor noise and the depth-sensor simulation, builds the JSON
+    record and writes the sample atomically (record last), plus the preview PNG if ``previews``.
+    ``config_hash`` (default: :func:`synthgen.config.content_hash` of the job) is stored in the
+    record as ``render.config_hash``; a resumed run only accepts samples carrying its own hash.
+
+    Returns:
+        ``{"key", "record", "timings": {"setup_s", "render_s", "write_s"}, "resamples"}``.
+
+    Raises:
+        ContractError: the sample breaks the sample contract.
+        OSError: a file cannot be written.
+    """
+    job, index, key, p, cam, info, scan, hdri, out, coverage, rejected, adaptive, variation, realism, cr, blender, \
+        timings = (r[k] for k in ("job", "index", "key", "p", "cam", "info", "scan", "hdri", "out", "coverage",
+                                  "rejected", "adaptive", "variation", "realism", "cr", "blender", "timings"))
+    cfg = job.config
+    rs = cfg.render
     t0 = time.perf_counter()
     exposure = apply_exposure(out["rgb"], out["mask"], rs.auto_exposure, rs.exposure_target, p["exposure_ev"])
     if "wb_gains_rgb" in cr:
