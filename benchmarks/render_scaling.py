@@ -16,8 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from synthgen.config import resolve_job
-from synthgen.render import run_render
+from synthgen.render.config import resolve_job
+from synthgen.render.driver import run_render
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ Usage::
 
 Needs PyTorch (``pip install torch``) besides synthgen. Works with both encodings: ``--encode train``
 shards (8-bit sRGB PNG, 16-bit millimetre depth PNG, 8-bit mask PNG) and the default EXR shards
-(linear RGB is passed through the same documented view transform, ``synthgen.shard_codec.view_transform``).
+(linear RGB is passed through the same documented view transform, ``synthgen.shard.codec.view_transform``).
 
 The pipeline is stock WebDataset: ``wds.WebDataset(urls).shuffle(n).decode(synthgen.shard.decode)``
 yields numpy arrays (depth in metres, mask in [0, 1]); ``to_tensors`` turns them into
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 import webdataset as wds
 
 from synthgen.shard import decode
-from synthgen.shard_codec import view_transform
+from synthgen.shard.codec import view_transform
 
 
 def to_tensors(sample: dict, size: int):

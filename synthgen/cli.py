@@ -16,10 +16,10 @@ import sys
 from . import __version__
 
 SUBCOMMANDS = [
-    "synthgen.render",
+    "synthgen.render.cli",
     "synthgen.ingest.cli",
     "synthgen.qa",
-    "synthgen.shard",
+    "synthgen.shard.cli",
 ]
 
 

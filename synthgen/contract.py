@@ -33,21 +33,18 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .atomic import write_json_atomic
+from .errors import ContractError  # noqa: F401 (re-exported)
 from .exr import read_exr, write_exr
+from .store import META_DIR, list_keys  # noqa: F401 (re-exported: the store owns its layout and keys)
 
 SCHEMA = "synthgen.sample/1"
 MEMBERS = ("rgb.exr", "depth.exr", "mask.exr")
 """EXR members of a sample, in the order they are written; ``json`` is written after them."""
 ALL_MEMBERS = MEMBERS + ("json",)
-META_DIR = "_meta"
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 HALF_MAX = 65504.0
 """Largest finite half-float value; RGB beyond it is stored saturated at it."""
 EXTRA_MEMBER_RE = re.compile(r"^[a-z0-9_]+\.exr$")
-
-
-class ContractError(ValueError):
-    """A sample violates the contract; the message names the file and the reason."""
 
 
 def check_key(key: str) -> str:
@@ -163,6 +160,18 @@ class Sample:
     depth: np.ndarray
     mask: np.ndarray
     record: dict[str, Any]
+
+    @property
+    def K(self) -> np.ndarray:
+        """(3, 3) float64 intrinsics in pixels (OpenCV: centre of the top-left pixel at (0, 0))."""
+        return np.asarray(self.record["camera"]["K"], np.float64)
+
+    @property
+    def camera_to_world(self) -> np.ndarray | None:
+        """(4, 4) float64 camera-to-world pose in OpenCV camera axes (x right, y down, z forward),
+        metres; None where the record has no pose (most real captures)."""
+        c2w = self.record["camera"].get("camera_to_world")
+        return None if c2w is None else np.asarray(c2w, np.float64)
 
 
 def write_sample(store: str | os.PathLike, key: str, rgb: np.ndarray, depth: np.ndarray,
@@ -294,11 +303,3 @@ def verify_sample(store: str | os.PathLike, key: str) -> list[str]:
     return problems
 
 
-def list_keys(store: str | os.PathLike) -> list[str]:
-    """Sorted keys of all samples in ``store`` that have a JSON record (complete or not)."""
-    keys = []
-    for p in Path(store).glob("*.json"):
-        key = p.name[: -len(".json")]
-        if KEY_RE.match(key):
-            keys.append(key)
-    return sorted(keys)

@@ -15,10 +15,7 @@ import numpy as np
 import OpenEXR
 
 from .atomic import atomic_path
-
-
-class ExrError(ValueError):
-    """An EXR file is unreadable or lacks the expected channels; the message names the file."""
+from .errors import ExrError  # noqa: F401 (re-exported)
 
 
 def write_exr(path: str | os.PathLike, channels: Mapping[str, np.ndarray]) -> None:

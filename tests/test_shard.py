@@ -19,9 +19,9 @@ from _shard_stores import make_real_store, make_synthetic_store
 from synthgen.cli import main
 from synthgen.contract import member_path, read_sample
 from synthgen.shard import PROGRESS, ShardInputError, decode, decode_sample, pack, verify
-from synthgen.shard_codec import depth_to_mm16, mask_to_8bit, rgb_to_8bit, view_transform
-from synthgen.shard_plan import Item, ShardPlan, make_plan, parse_mix, parse_splits
-from synthgen.shard_write import write_shard
+from synthgen.shard.codec import depth_to_mm16, mask_to_8bit, rgb_to_8bit, view_transform
+from synthgen.shard.plan import Item, ShardPlan, make_plan, parse_mix, parse_splits
+from synthgen.shard.write import write_shard
 
 SPLIT = "train=0.6,val=0.2,test=0.2"
 
@@ -434,7 +434,7 @@ def test_decode_handler_ignores_unknown_members():
 
 
 def test_encode_train_jpeg_and_float_depth(stores, tmp_path):
-    from synthgen.shard_codec import encode_options
+    from synthgen.shard.codec import encode_options
 
     out = tmp_path / "jpg"
     m = _pack(stores, out, encode=encode_options("train", rgb="jpeg", depth="exr", exposure_ev=-1, tone="reinhard"),
@@ -493,7 +493,7 @@ def test_member_that_grew_since_the_scan_is_named(stores, tmp_path):
 
 
 def test_tar_header_fast_path_equals_tarfile():
-    from synthgen.shard_write import _tarinfo, tar_header
+    from synthgen.shard.write import _tarinfo, tar_header
 
     names = ["a", "x" * 99, "x" * 100, "x" * 101, "syn_s7_000001.rgb.exr", "k" * 120 + ".json", "é.json"]
     sizes = [0, 1, 511, 512, 513, 1_000_000, 8 ** 11 - 1, 8 ** 11, 10 ** 12, 123_456_789]
@@ -525,7 +525,7 @@ def _sensor_store(root: Path) -> Path:
 
 def test_optional_members_round_trip(stores, tmp_path):
     from synthgen.exr import read_exr
-    from synthgen.shard_ray import _plan_from_json, _plan_to_json
+    from synthgen.shard.ray_write import _plan_from_json, _plan_to_json
 
     sens = _sensor_store(tmp_path / "sens")
     with_sensor = {f"sens_s7_{i:06d}" for i in range(0, 8, 2)}

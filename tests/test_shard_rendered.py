@@ -12,7 +12,7 @@ import webdataset as wds
 from conftest import run_cli
 from synthgen.contract import list_keys, read_sample
 from synthgen.shard import decode
-from synthgen.shard_codec import rgb_to_8bit
+from synthgen.shard.codec import rgb_to_8bit
 
 pytestmark = pytest.mark.slow
 

@@ -25,27 +25,13 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from ..errors import FrameError, SourceError  # noqa: F401 (re-exported)
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".tif", ".tiff", ".bmp"}
 KEY_BAD_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 # Pillow refuses images above this many pixels as a decompression-bomb guard (default ~89 Mpx).
 Image.MAX_IMAGE_PIXELS = 200_000_000
-
-
-class FrameError(Exception):
-    """A frame cannot be ingested. ``reason`` is a short machine-readable code (e.g.
-    ``unreadable_rgb``); ``detail`` names the file and says why."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-class SourceError(Exception):
-    """The whole source is unusable (empty folder, ambiguous format, bad intrinsics file...).
-    The CLI reports it and exits with code 2."""
 
 
 @dataclass
@@ -246,7 +232,7 @@ def srgb8_to_linear(rgb8: np.ndarray) -> np.ndarray:
 
 def linear_to_srgb8(rgb: np.ndarray) -> np.ndarray:
     """Linear float RGB -> ``uint8`` sRGB (clipped to [0, 1]); used to feed MediaPipe."""
-    from ..preview import srgb_encode
+    from ..render.preview import srgb_encode
 
     return (srgb_encode(rgb) * 255 + 0.5).astype(np.uint8)
 

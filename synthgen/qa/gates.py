@@ -23,10 +23,7 @@ from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-
-class GatesError(ValueError):
-    """The gates file is unreadable or invalid; the message names the file, the field and the reason."""
+from ..errors import GatesError  # noqa: F401 (re-exported)
 
 
 class _Gate(BaseModel):

@@ -36,6 +36,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..contract import EXTRA_MEMBER_RE, KEY_RE, META_DIR, SampleRecord
+from ..errors import QAInputError as InputError  # noqa: F401 (re-exported)
 
 log = logging.getLogger("synthgen.qa")
 
@@ -54,10 +55,6 @@ UNSPLIT = "-"
 def is_member_ext(ext: str) -> bool:
     """A standard member extension (:data:`KNOWN_EXTS`) or an optional extra EXR member."""
     return ext in KNOWN_EXTS or bool(EXTRA_MEMBER_RE.match(ext))
-
-
-class InputError(ValueError):
-    """A QA input path is missing or is neither a sample store nor a shard folder."""
 
 
 class InputProblems:

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from ..preview import colourise_depth, srgb_encode
+from ..render.preview import colourise_depth, srgb_encode
 from .gates import Gates, gate_names
 from .sources import Decoded
 
@@ -308,7 +308,7 @@ class _SensorGroup:
                  "hist_subject", "hist_all", "noise_sq", "noise_n")
 
     def __init__(self, source: str, sensor: str):
-        from ..depth_sensor import NOISE_EDGES_M
+        from ..render.sensor_fit import NOISE_EDGES_M
 
         self.source, self.sensor = source, sensor
         self.samples = 0
@@ -336,7 +336,7 @@ class DepthSensorTally:
         self.n_unusable = 0
 
     def add(self, d: Decoded, fields: dict[str, Any]) -> None:
-        from ..depth_sensor import noise_moments
+        from ..render.sensor_fit import noise_moments
 
         if d.depth is None:
             return
@@ -387,7 +387,7 @@ class DepthSensorTally:
         histograms, noise-vs-depth bins ``[{"z_m", "sigma_m", "pixels"}]`` with at least ``min_count``
         pixels, the ``sigma = a + b z²`` fit through them), ``model`` (the most common synthetic
         sensor parameters) and the unusable ``depth_sensor.exr`` members."""
-        from ..depth_sensor import NOISE_EDGES_M, fit_sigma, sigma_from_moments
+        from ..render.sensor_fit import NOISE_EDGES_M, fit_sigma, sigma_from_moments
 
         groups = []
         for (src, sensor), g in sorted(self.groups.items(), key=lambda kv: (kv[0][0] != "synthetic", kv[0])):

@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from .shard_plan import Item, ShardPlan
+from .plan import Item, ShardPlan
 
 log = logging.getLogger("synthgen.shard")
 
@@ -42,7 +42,7 @@ def _plan_from_json(text: str) -> ShardPlan:
 
 
 def _write_row(row: dict[str, Any], out: str, stores: list[str], encode: dict, check_inputs: bool) -> dict[str, Any]:
-    from .shard_write import write_shard
+    from .write import write_shard
 
     sh = _plan_from_json(row["plan"])
     entry = write_shard(Path(out) / sh.name, sh, stores, encode, check_inputs)
@@ -74,7 +74,7 @@ def write_shards_ray(shards: list[ShardPlan], out: Path, stores: list[str], enco
     ``address`` is None) and shuts it down afterwards. Errors raised in a task (for example a
     member failing its checksum) are re-raised here as :class:`ShardInputError` when possible.
     """
-    from .shard_plan import ShardInputError
+    from .plan import ShardInputError
 
     try:
         import ray

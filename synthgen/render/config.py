@@ -13,17 +13,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from .distributions import Constant, Distribution, LogUniform, Normal, Uniform
+from ..distributions import Constant, Distribution, LogUniform, Normal, Uniform
+from ..errors import ConfigError  # noqa: F401 (re-exported)
 
 SCAN_EXTENSIONS = {".glb", ".gltf", ".fbx", ".obj", ".ply"}
 HDRI_EXTENSIONS = {".hdr", ".exr"}
 UNIT_TO_METRES = {"m": 1.0, "dm": 0.1, "cm": 0.01, "mm": 0.001, "in": 0.0254, "ft": 0.3048}
-
-
-class ConfigError(ValueError):
-    """Invalid configuration or input asset; the message says where and why."""
 
 
 class _Model(BaseModel):

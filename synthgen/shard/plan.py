@@ -26,7 +26,8 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from .contract import EXTRA_MEMBER_RE, KEY_RE, MEMBERS, SampleRecord
+from ..contract import EXTRA_MEMBER_RE, KEY_RE, MEMBERS, SampleRecord
+from ..errors import ShardInputError  # noqa: F401 (re-exported)
 
 log = logging.getLogger("synthgen.shard")
 
@@ -34,23 +35,6 @@ SOURCES = ("synthetic", "real")
 SPLIT_RE = re.compile(r"^[a-z0-9_]+$")
 TAR_BLOCK = 512
 TAR_RECORD = 20 * 512  # tarfile.RECORDSIZE: archives are padded to a multiple of this
-
-
-class ShardInputError(ValueError):
-    """Bad input or options for ``synthgen shard``.
-
-    ``problems`` lists one message per bad sample/option, each naming the file or key and the reason.
-    """
-
-    def __init__(self, problems: str | list[str]):
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        head = self.problems[0] if len(self.problems) == 1 else (
-            f"{len(self.problems)} problems:\n  " + "\n  ".join(self.problems[:50])
-            + ("\n  ..." if len(self.problems) > 50 else ""))
-        super().__init__(head)
-
-    def __reduce__(self):  # keep ``problems`` when pickled (Ray tasks)
-        return (type(self), (self.problems,))
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 
 def srgb_encode(linear: np.ndarray) -> np.ndarray:

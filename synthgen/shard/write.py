@@ -42,10 +42,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .atomic import atomic_path
-from .contract import MEMBERS
-from .shard_codec import encode_train, member_names
-from .shard_plan import Item, ShardInputError, ShardPlan, keys_digest
+from ..atomic import atomic_path
+from ..contract import MEMBERS
+from .codec import encode_train, member_names
+from .plan import Item, ShardInputError, ShardPlan, keys_digest
 
 TAR_MTIME = 0
 TAR_MODE = 0o444

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .camera import focal_from_fov, fov_from_focal
+from ..camera import focal_from_fov, fov_from_focal
+from ..distributions import Choice
 from .config import Job
-from .distributions import Choice
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:

@@ -23,28 +23,27 @@ decoder for ``ray.data.read_webdataset(..., decoder=decode_sample)`` or ``WebDat
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import hashlib
 import json
 import logging
 import os
 import shlex
-import sys
-import tarfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
 from tqdm import tqdm
 
-from . import __version__
-from .atomic import TMP_PREFIX, atomic_path, write_json_atomic
-from .contract import member_path
-from .shard_codec import decode, decode_member, decode_sample, encode_options, member_names  # noqa: F401 (public API)
-from .shard_plan import (SOURCES, Plan, ShardInputError, fingerprint, keys_digest, make_plan, parse_mix,
+from .. import __version__
+from ..atomic import TMP_PREFIX, atomic_path, write_json_atomic
+from ..contract import member_path
+from .codec import decode, decode_member, decode_sample, encode_options, member_names  # noqa: F401 (public API)
+from .plan import (SOURCES, Plan, ShardInputError, fingerprint, make_plan, parse_mix,
                          parse_size, parse_splits)
-from .shard_write import write_shard
+from .write import write_shard
+from ..errors import ConfigError
+from ..store import read_store_meta
 
 log = logging.getLogger("synthgen.shard")
 
@@ -196,10 +195,9 @@ def _write_samples_index(out: Path, plan: Plan) -> str:
 
 
 def _store_meta(store: str) -> Any:
-    p = Path(store) / "_meta" / "store.json"
     try:
-        return json.loads(p.read_text("utf-8"))
-    except (OSError, json.JSONDecodeError):
+        return read_store_meta(store)
+    except ConfigError:
         return None
 
 
@@ -295,7 +293,7 @@ def pack(stores: list[str | os.PathLike], out: str | os.PathLike, *, split: str 
 
     if todo:
         if engine == "ray":
-            from .shard_ray import write_shards_ray
+            from .ray_write import write_shards_ray
 
             write_shards_ray(todo, out, stores, encode, check_inputs, ray_address, finished, progress)
         else:
@@ -343,257 +341,4 @@ def pack(stores: list[str | os.PathLike], out: str | os.PathLike, *, split: str 
 
 # ----------------------------------------------------------------------------- verify
 
-class _HashingReader:
-    def __init__(self, fh):
-        self.fh = fh
-        self.sha = hashlib.sha256()
-        self.n = 0
 
-    def read(self, size: int = -1) -> bytes:
-        b = self.fh.read(size)
-        self.sha.update(b)
-        self.n += len(b)
-        return b
-
-
-def verify_shard(path: Path, entry: dict, members: list[str], optional: list[str] | tuple = ()) -> list[str]:
-    """Check one shard against its manifest entry in a single read; returns problems (empty = ok).
-
-    Checks: presence, size, sha256, readable tar, regular files only, every sample has exactly the
-    members ``members`` in a row plus the optional members (``optional``, from the manifest's
-    ``optional_members``) that its record lists, sample count, order/identity of keys
-    (``keys_sha256``), and each member's sha256 against the sample's JSON record (naming the damaged
-    sample): every member for EXR shards, the optional members (packed unchanged; the record's
-    ``source_files``) for ``train`` shards.
-    """
-    if not path.is_file():
-        return ["missing"]
-    problems = []
-    size = path.stat().st_size
-    if size != entry["bytes"]:
-        problems.append(f"size {size} bytes, manifest says {entry['bytes']}")
-    keys: list[str] = []
-    with open(path, "rb") as fh:
-        rd = _HashingReader(fh)
-        cur_key: str | None = None
-        cur: dict[str, Any] = {}
-
-        def close_sample() -> None:
-            if cur_key is None:
-                return
-            rec = cur.get("json")
-            exr = "rgb.exr" in members
-            files = {}
-            if isinstance(rec, dict):
-                files = rec.get("files" if exr else "source_files") or {}
-                files = files if isinstance(files, dict) else {}
-            listed_extra = sorted(m for m in files if m not in ("rgb.exr", "depth.exr", "mask.exr"))
-            got = sorted(cur)
-            unknown = [m for m in got if m not in members and m not in optional]
-            if unknown or any(m not in cur for m in members):
-                problems.append(f"sample {cur_key}: members {got}, expected {sorted(members)}"
-                                + (f" plus optional {sorted(optional)}" if optional else ""))
-            elif sorted(m for m in got if m not in members) != listed_extra and isinstance(rec, dict):
-                problems.append(f"sample {cur_key}: optional members {sorted(m for m in got if m not in members)} "
-                                f"differ from those its record lists {listed_extra}")
-            check = ("rgb.exr", "depth.exr", "mask.exr", *listed_extra) if exr else listed_extra
-            for m in check:
-                want = files.get(m, {}).get("sha256") if isinstance(files.get(m), dict) else None
-                if m in cur and want is not None and cur[m] != want:
-                    problems.append(f"sample {cur_key}: {m} does not match the sha256 in its record")
-
-        try:
-            with tarfile.open(fileobj=rd, mode="r|", bufsize=1 << 20) as tar:
-                for ti in tar:
-                    if not ti.isreg():
-                        problems.append(f"member {ti.name}: not a regular file")
-                        continue
-                    key, _, ext = ti.name.partition(".")
-                    if key != cur_key:
-                        close_sample()
-                        if key in keys:
-                            problems.append(f"sample {key}: members not contiguous or key repeated")
-                        keys.append(key)
-                        cur_key, cur = key, {}
-                    f = tar.extractfile(ti)
-                    if ext == "json":
-                        data = f.read()
-                        try:
-                            cur[ext] = json.loads(data)
-                        except ValueError:
-                            problems.append(f"sample {key}: json member is not valid JSON")
-                            cur[ext] = None
-                    else:
-                        h = hashlib.sha256()
-                        while block := f.read(1 << 20):
-                            h.update(block)
-                        cur[ext] = h.hexdigest()
-                close_sample()
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            problems.append(f"unreadable tar after {len(keys)} sample(s): {exc}")
-        while rd.read(1 << 20):  # hash whatever follows the end-of-archive marker
-            pass
-    if rd.sha.hexdigest() != entry["sha256"]:
-        problems.append("sha256 does not match the manifest")
-    if len(keys) != entry["count"]:
-        problems.append(f"{len(keys)} samples, manifest says {entry['count']}")
-    elif keys_digest(keys) != entry["keys_sha256"]:
-        problems.append("sample keys differ from the manifest")
-    return problems
-
-
-def verify(out: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
-    """Verify every shard of ``out`` against ``out/manifest.json``.
-
-    Returns:
-        ``{"ok": bool, "shards": n, "samples": n, "bad": {file: [reasons]}, "warnings": [...]}``.
-
-    Raises:
-        ShardInputError: no readable manifest in ``out``.
-    """
-    out = Path(out)
-    mpath = out / MANIFEST
-    try:
-        m = json.loads(mpath.read_text("utf-8"))
-        shards, members = m["shards"], m["members"]
-        optional = m.get("optional_members", [])
-    except FileNotFoundError as exc:
-        raise ShardInputError(f"{mpath}: no manifest (not a synthgen shard folder, or the run did not finish)") from exc
-    except Exception as exc:
-        raise ShardInputError(f"{mpath}: unreadable manifest ({exc})") from exc
-    bad: dict[str, list[str]] = {}
-    for e in tqdm(shards, desc="verify", unit="shard", disable=not progress):
-        problems = verify_shard(out / e["file"], e, members, optional)
-        if problems:
-            bad[e["file"]] = problems
-    listed = {e["file"] for e in shards}
-    warnings = [f"{p.name}: shard not listed in the manifest" for p in sorted(out.glob("*.tar")) if p.name not in listed]
-    for split in m.get("splits", {}):
-        wp = out / f"{split}.wids.json"
-        try:
-            wl = json.loads(wp.read_text("utf-8"))
-            urls = [s["url"] for s in wl["shardlist"]]
-            if urls != [e["file"] for e in shards if e["split"] == split]:
-                bad[wp.name] = ["shard list differs from the manifest"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            bad[wp.name] = [f"missing or unreadable wids shard list ({exc})"]
-    return {"ok": not bad, "shards": len(shards), "samples": sum(e["count"] for e in shards), "bad": bad,
-            "warnings": warnings}
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def _print_summary(manifest: dict, out: Path) -> None:
-    rows = [("split", "shards", "samples", "synthetic", "real", "subjects", "MB", "mix target", "mix achieved")]
-    for split, s in manifest["splits"].items():
-        tgt = s["mix"]["target"]
-        rows.append((split, str(s["shards"]), str(s["samples"]), str(s["by_source"]["synthetic"]),
-                     str(s["by_source"]["real"]), str(len(s["subjects"])), f"{s['bytes'] / 1e6:.1f}",
-                     "-" if tgt is None else "/".join(f"{tgt[k]:.2f}" for k in SOURCES),
-                     "/".join(f"{s['mix']['achieved'][k]:.2f}" for k in SOURCES)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
-    t = manifest["totals"]
-    print(f"{t['samples']} samples in {t['shards']} shards ({t['bytes'] / 1e6:.1f} MB) -> {out}")
-    if t["excluded_by_mix"]:
-        print(f"{t['excluded_by_mix']} samples left out by --mix (listed under 'excluded' in {MANIFEST})")
-    if t["skipped_unfinished"]:
-        print(f"{t['skipped_unfinished']} member files without a record skipped (listed under 'skipped')")
-
-
-def cmd_shard(args: argparse.Namespace) -> int:
-    if not args.out:
-        print("synthgen shard: error: --out DIR is required", file=sys.stderr)
-        return 2
-    if args.encode == "train":
-        enc = encode_options("train", args.rgb_format, args.depth_format, args.exposure, args.tone)
-    else:
-        enc = encode_options("exr")
-    try:
-        manifest = pack(args.stores, args.out, split=args.split, mix=args.mix, seed=args.seed, encode=enc,
-                        shard_size=args.shard_size, samples_per_shard=args.samples_per_shard,
-                        check_inputs=not args.no_check_inputs, engine="ray" if args.ray else "local",
-                        ray_address=args.address, progress=not args.no_progress)
-    except ShardInputError as exc:
-        for p in exc.problems:
-            print(f"synthgen shard: error: {p}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"synthgen shard: interrupted; finished shards are kept in {args.out}; "
-              "rerun the same command to resume", file=sys.stderr)
-        raise
-    _print_summary(manifest, Path(args.out))
-    return 0
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    try:
-        res = verify(args.dir, progress=not args.no_progress)
-    except ShardInputError as exc:
-        print(f"synthgen shard verify: error: {exc}", file=sys.stderr)
-        return 2
-    for w in res["warnings"]:
-        print(f"warning: {w}", file=sys.stderr)
-    if res["bad"]:
-        for name, problems in res["bad"].items():
-            print(f"BAD {name}: " + "; ".join(problems))
-        print(f"{len(res['bad'])} bad file(s) out of {res['shards']} shards in {args.dir}")
-        return 1
-    print(f"OK: {res['shards']} shards, {res['samples']} samples match {Path(args.dir) / MANIFEST}")
-    return 0
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "shard", help="pack stores into WebDataset shards (and 'shard verify DIR')",
-        description="Pack sample stores into WebDataset tar shards {split}-{index:06d}.tar with a manifest, "
-                    "wids shard lists and leakage-free splits by subject (see docs/shard.md). "
-                    "'synthgen shard verify DIR' checks shards against the manifest.",
-        epilog="examples:\n"
-               "  synthgen shard out/render out/ingest --out data/v1 --mix synthetic=0.7,real=0.3 --seed 1\n"
-               "  synthgen shard out/render --out data/small --samples-per-shard 256 --split train=0.8,val=0.2\n"
-               "  synthgen shard out/render --out data/train8 --encode train --exposure 0.5 --tone reinhard\n"
-               "  synthgen shard out/render --out data/v1 --mix synthetic=0.7,real=0.3 --mix test:real=1\n"
-               "  synthgen shard verify data/v1\n"
-               "rerun an interrupted command unchanged to resume it.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stores", nargs="+", metavar="STORE", help="sample store folders (render or ingest output)")
-    p.add_argument("--out", metavar="DIR", help="output folder (new, empty, or an unfinished run of the same command)")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--shard-size", metavar="SIZE", help=f"target shard size, e.g. 512MB, 1GiB (default {DEFAULT_SHARD_SIZE})")
-    size.add_argument("--samples-per-shard", type=int, metavar="N", help="samples per shard (instead of a size)")
-    p.add_argument("--split", default=DEFAULT_SPLIT, help=f"split fractions by samples, assigned per subject (default {DEFAULT_SPLIT})")
-    p.add_argument("--mix", action="append", metavar="[SPLIT:]SRC=W,...",
-                   help="target synthetic/real ratio, e.g. synthetic=0.7,real=0.3 (all splits) or test:real=1; "
-                        "repeatable; the majority source is down-sampled (default: keep everything)")
-    p.add_argument("--seed", type=int, default=0, help="seed for subject assignment, mixing and order (default 0)")
-    p.add_argument("--encode", choices=("exr", "train"), default="exr",
-                   help="exr: store members as they are (default); train: 8-bit sRGB, 16-bit mm depth, 8-bit mask")
-    p.add_argument("--rgb-format", choices=("png", "jpeg"), default="png", help="--encode train: RGB format (default png)")
-    p.add_argument("--depth-format", choices=("png16", "exr"), default="png16",
-                   help="--encode train: depth as 16-bit millimetre PNG (default) or the float EXR")
-    p.add_argument("--exposure", type=float, default=0.0, metavar="EV", help="--encode train: exposure in stops (default 0)")
-    p.add_argument("--tone", choices=("clip", "reinhard"), default="clip", help="--encode train: tone curve (default clip)")
-    p.add_argument("--no-check-inputs", action="store_true", help="skip the sha256 check of members against records")
-    p.add_argument("--ray", action="store_true", help="write shards as Ray Data tasks (one per shard)")
-    p.add_argument("--address", help="with --ray: Ray cluster address to join (default: start a local one)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_shard)
-
-    vp = argparse.ArgumentParser(prog=f"{p.prog} verify",
-                                 description="Check every shard in DIR against DIR/manifest.json: presence, size, "
-                                             "sha256, readable tar, members of each sample, sample keys. Exit 1 "
-                                             "naming the corrupt or missing shards, 2 if DIR has no manifest.")
-    vp.add_argument("dir", metavar="DIR", help="shard folder written by 'synthgen shard'")
-    vp.add_argument("--no-progress", action="store_true", help="no progress bar")
-    vp.set_defaults(func=cmd_verify)
-    pack_parse = p.parse_known_args
-
-    def parse_known_args(args=None, namespace=None):
-        # 'synthgen shard verify DIR' is a sub-action; any other first word is a store
-        if args and args[0] == "verify":
-            return vp.parse_known_args(args[1:], namespace)
-        return pack_parse(args, namespace)
-
-    p.parse_known_args = parse_known_args

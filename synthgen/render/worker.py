@@ -15,17 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .camera import intrinsics, look_at, orbit_position, shake_blur_px
+from .. import __version__
+from ..camera import intrinsics, look_at, orbit_position, shake_blur_px
+from ..contract import write_sample
+from ..errors import FramingError  # noqa: F401 (re-exported)
 from .config import Job, content_hash
-from .contract import write_sample
 from .sampling import distance_for_fraction, sample_key, sample_params
 
 log = logging.getLogger("synthgen.worker")
-
-
-class FramingError(RuntimeError):
-    """No attempt produced a subject coverage inside the configured range."""
 
 
 def camera_for(job: Job, params: dict[str, Any], scan_info: dict[str, Any]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .preview import srgb_encode
+from ..render.preview import srgb_encode
 
 EXR_MEMBERS = ("rgb.exr", "depth.exr", "mask.exr", "json")
 TONE_CURVES = ("clip", "reinhard")

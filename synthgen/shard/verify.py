@@ -1,0 +1,168 @@
+"""``synthgen shard verify``: check a shard folder against its manifest (sizes, sha256, members, keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from .codec import decode, decode_member, decode_sample, encode_options, member_names  # noqa: F401 (public API)
+from .plan import (ShardInputError, keys_digest)
+
+log = logging.getLogger("synthgen.shard")
+
+FORMAT = "synthgen.shards/1"
+MANIFEST = "manifest.json"
+PROGRESS = ".shard-progress.jsonl"
+SAMPLES_INDEX = "samples.jsonl"
+DEFAULT_SPLIT = "train=0.9,val=0.05,test=0.05"
+DEFAULT_SHARD_SIZE = "512MB"
+
+__all__ = ["pack", "verify", "decode", "decode_sample", "decode_member", "ShardInputError", "FORMAT"]
+
+class _HashingReader:
+    def __init__(self, fh):
+        self.fh = fh
+        self.sha = hashlib.sha256()
+        self.n = 0
+
+    def read(self, size: int = -1) -> bytes:
+        b = self.fh.read(size)
+        self.sha.update(b)
+        self.n += len(b)
+        return b
+
+
+def verify_shard(path: Path, entry: dict, members: list[str], optional: list[str] | tuple = ()) -> list[str]:
+    """Check one shard against its manifest entry in a single read; returns problems (empty = ok).
+
+    Checks: presence, size, sha256, readable tar, regular files only, every sample has exactly the
+    members ``members`` in a row plus the optional members (``optional``, from the manifest's
+    ``optional_members``) that its record lists, sample count, order/identity of keys
+    (``keys_sha256``), and each member's sha256 against the sample's JSON record (naming the damaged
+    sample): every member for EXR shards, the optional members (packed unchanged; the record's
+    ``source_files``) for ``train`` shards.
+    """
+    if not path.is_file():
+        return ["missing"]
+    problems = []
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        problems.append(f"size {size} bytes, manifest says {entry['bytes']}")
+    keys: list[str] = []
+    with open(path, "rb") as fh:
+        rd = _HashingReader(fh)
+        cur_key: str | None = None
+        cur: dict[str, Any] = {}
+
+        def close_sample() -> None:
+            if cur_key is None:
+                return
+            rec = cur.get("json")
+            exr = "rgb.exr" in members
+            files = {}
+            if isinstance(rec, dict):
+                files = rec.get("files" if exr else "source_files") or {}
+                files = files if isinstance(files, dict) else {}
+            listed_extra = sorted(m for m in files if m not in ("rgb.exr", "depth.exr", "mask.exr"))
+            got = sorted(cur)
+            unknown = [m for m in got if m not in members and m not in optional]
+            if unknown or any(m not in cur for m in members):
+                problems.append(f"sample {cur_key}: members {got}, expected {sorted(members)}"
+                                + (f" plus optional {sorted(optional)}" if optional else ""))
+            elif sorted(m for m in got if m not in members) != listed_extra and isinstance(rec, dict):
+                problems.append(f"sample {cur_key}: optional members {sorted(m for m in got if m not in members)} "
+                                f"differ from those its record lists {listed_extra}")
+            check = ("rgb.exr", "depth.exr", "mask.exr", *listed_extra) if exr else listed_extra
+            for m in check:
+                want = files.get(m, {}).get("sha256") if isinstance(files.get(m), dict) else None
+                if m in cur and want is not None and cur[m] != want:
+                    problems.append(f"sample {cur_key}: {m} does not match the sha256 in its record")
+
+        try:
+            with tarfile.open(fileobj=rd, mode="r|", bufsize=1 << 20) as tar:
+                for ti in tar:
+                    if not ti.isreg():
+                        problems.append(f"member {ti.name}: not a regular file")
+                        continue
+                    key, _, ext = ti.name.partition(".")
+                    if key != cur_key:
+                        close_sample()
+                        if key in keys:
+                            problems.append(f"sample {key}: members not contiguous or key repeated")
+                        keys.append(key)
+                        cur_key, cur = key, {}
+                    f = tar.extractfile(ti)
+                    if ext == "json":
+                        data = f.read()
+                        try:
+                            cur[ext] = json.loads(data)
+                        except ValueError:
+                            problems.append(f"sample {key}: json member is not valid JSON")
+                            cur[ext] = None
+                    else:
+                        h = hashlib.sha256()
+                        while block := f.read(1 << 20):
+                            h.update(block)
+                        cur[ext] = h.hexdigest()
+                close_sample()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            problems.append(f"unreadable tar after {len(keys)} sample(s): {exc}")
+        while rd.read(1 << 20):  # hash whatever follows the end-of-archive marker
+            pass
+    if rd.sha.hexdigest() != entry["sha256"]:
+        problems.append("sha256 does not match the manifest")
+    if len(keys) != entry["count"]:
+        problems.append(f"{len(keys)} samples, manifest says {entry['count']}")
+    elif keys_digest(keys) != entry["keys_sha256"]:
+        problems.append("sample keys differ from the manifest")
+    return problems
+
+
+def verify(out: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
+    """Verify every shard of ``out`` against ``out/manifest.json``.
+
+    Returns:
+        ``{"ok": bool, "shards": n, "samples": n, "bad": {file: [reasons]}, "warnings": [...]}``.
+
+    Raises:
+        ShardInputError: no readable manifest in ``out``.
+    """
+    out = Path(out)
+    mpath = out / MANIFEST
+    try:
+        m = json.loads(mpath.read_text("utf-8"))
+        shards, members = m["shards"], m["members"]
+        optional = m.get("optional_members", [])
+    except FileNotFoundError as exc:
+        raise ShardInputError(f"{mpath}: no manifest (not a synthgen shard folder, or the run did not finish)") from exc
+    except Exception as exc:
+        raise ShardInputError(f"{mpath}: unreadable manifest ({exc})") from exc
+    bad: dict[str, list[str]] = {}
+    for e in tqdm(shards, desc="verify", unit="shard", disable=not progress):
+        problems = verify_shard(out / e["file"], e, members, optional)
+        if problems:
+            bad[e["file"]] = problems
+    listed = {e["file"] for e in shards}
+    warnings = [f"{p.name}: shard not listed in the manifest" for p in sorted(out.glob("*.tar")) if p.name not in listed]
+    for split in m.get("splits", {}):
+        wp = out / f"{split}.wids.json"
+        try:
+            wl = json.loads(wp.read_text("utf-8"))
+            urls = [s["url"] for s in wl["shardlist"]]
+            if urls != [e["file"] for e in shards if e["split"] == split]:
+                bad[wp.name] = ["shard list differs from the manifest"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            bad[wp.name] = [f"missing or unreadable wids shard list ({exc})"]
+    return {"ok": not bad, "shards": len(shards), "samples": sum(e["count"] for e in shards), "bad": bad,
+            "warnings": warnings}
+
+
+# ----------------------------------------------------------------------------- CLI

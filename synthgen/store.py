@@ -1,0 +1,158 @@
+"""A sample store: a folder of samples (see :mod:`synthgen.contract`) plus ``_meta/``.
+
+One owner for everything about a store as a whole: listing its keys, reading ``_meta/store.json``
+(the job that produced it), checking which samples are complete, removing ``.tmp-*`` leftovers of
+killed writers, and :func:`open_store`, the read API for Python users::
+
+    store = synthgen.open_store("out/portrait")
+    for key in store.keys():
+        s = store[key]            # Sample: rgb (H,W,3) float32 linear, depth (H,W) float32 metres, mask, K
+        assert store.verify(key) == []
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .atomic import TMP_PREFIX
+from .errors import ConfigError
+
+META_DIR = "_meta"
+"""Store-level files (``store.json``, ``ledger.jsonl``, ``run.json``, quarantine lists, previews)."""
+
+
+def list_keys(store: str | os.PathLike) -> list[str]:
+    """Sorted keys of all samples in ``store`` that have a JSON record (complete or not)."""
+    from .contract import KEY_RE
+
+    keys = []
+    for p in Path(store).glob("*.json"):
+        key = p.name[: -len(".json")]
+        if KEY_RE.match(key):
+            keys.append(key)
+    return sorted(keys)
+
+
+def read_store_meta(store: str | os.PathLike) -> dict[str, Any] | None:
+    """The store's ``_meta/store.json`` (the rendered job: resolved config, config hash, plan), or None.
+
+    Raises:
+        ConfigError: the file exists but cannot be read or parsed (the message names it).
+    """
+    p = Path(store) / META_DIR / "store.json"
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{p}: unreadable run ledger ({exc}); fix or remove it, or use a new --out") from exc
+
+
+def clean_tmp(store: str | os.PathLike) -> int:
+    """Remove ``.tmp-*`` leftovers of killed writers from the store, ``_meta`` and previews; returns the count."""
+    out = Path(store)
+    n = 0
+    for d in (out, out / META_DIR, out / META_DIR / "previews"):
+        if d.is_dir():
+            for p in d.glob(TMP_PREFIX + "*"):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    n += 1
+    return n
+
+
+def sample_complete(store: str | os.PathLike, key: str, chash: str) -> bool:
+    """True when ``KEY.json`` exists, every member's sha256 matches it and its ``render.config_hash``
+    is ``chash`` (records without a hash, from older versions, are accepted)."""
+    from .contract import member_path, verify_sample
+
+    out = Path(store)
+    if not member_path(out, key, "json").exists():
+        return False
+    if verify_sample(out, key):
+        return False
+    try:
+        rec = json.loads(member_path(out, key, "json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    h = (rec.get("render") or {}).get("config_hash")
+    return h is None or h == chash
+
+
+def complete_keys(store: str | os.PathLike, keys: list[str], chash: str) -> set[str]:
+    """The subset of ``keys`` complete in ``store`` (checksums verified on 8 threads)."""
+    with ThreadPoolExecutor(8) as ex:
+        flags = list(ex.map(lambda k: sample_complete(store, k, chash), keys))
+    return {k for k, f in zip(keys, flags) if f}
+
+
+class Store:
+    """Read access to a sample store (rendered or ingested). Made by :func:`open_store`.
+
+    Attributes:
+        path: the store folder.
+        meta: ``_meta/store.json`` of a rendered store (resolved config, config hash, plan), or
+            ``_meta/ingest_report.json`` for an ingested one; None when neither exists.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise ConfigError(f"{self.path}: not a sample store (no such folder)")
+        self.meta = read_store_meta(self.path)
+        if self.meta is None:
+            ingest = self.path / META_DIR / "ingest_report.json"
+            with contextlib.suppress(OSError, ValueError):
+                self.meta = json.loads(ingest.read_text("utf-8"))
+
+    def keys(self) -> list[str]:
+        """Sorted sample keys (samples with a JSON record)."""
+        return list_keys(self.path)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __contains__(self, key: object) -> bool:
+        from .contract import member_path
+
+        return isinstance(key, str) and member_path(self.path, key, "json").is_file()
+
+    def __getitem__(self, key: str):
+        """The sample ``key`` as :class:`synthgen.contract.Sample` (arrays, record, ``K``, ``camera_to_world``).
+
+        Raises:
+            KeyError: no such sample.
+            ContractError / ExrError: the sample is damaged (the message names the file).
+        """
+        from .contract import read_sample
+
+        if key not in self:
+            raise KeyError(f"{self.path}: no sample {key!r}")
+        return read_sample(self.path, key)
+
+    def verify(self, key: str) -> list[str]:
+        """Problems of sample ``key`` (missing members, sha256 mismatches, record errors); [] when intact."""
+        from .contract import verify_sample
+
+        return verify_sample(self.path, key)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r}, {len(self)} samples)"
+
+
+def open_store(path: str | os.PathLike) -> Store:
+    """Open the sample store at ``path`` for reading (see :class:`Store`).
+
+    Raises:
+        ConfigError: ``path`` is not a folder, or its ``_meta/store.json`` is unreadable.
+    """
+    return Store(path)
