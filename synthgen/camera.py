@@ -32,6 +32,35 @@ def fov_from_focal(f_mm: float, sensor_mm: float) -> float:
     return math.degrees(2.0 * math.atan(sensor_mm / (2.0 * f_mm)))
 
 
+def make_K(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    """3x3 OpenCV intrinsics matrix in pixels."""
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def scale_K(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Intrinsics for an image resized by ``(sx, sy)`` (new/old size), OpenCV integer pixel centres:
+    ``f' = f*s`` and ``c' = (c + 0.5)*s - 0.5``."""
+    K2 = np.array(K, dtype=float)
+    K2[0, 0] *= sx
+    K2[1, 1] *= sy
+    K2[0, 2] = (K2[0, 2] + 0.5) * sx - 0.5
+    K2[1, 2] = (K2[1, 2] + 0.5) * sy - 0.5
+    return K2
+
+
+DEFAULT_EQUIV_FOCAL_MM = 26.0
+"""Documented default used only with ``--default-intrinsics``: a 26 mm full-frame-equivalent lens
+(typical phone main camera), principal point at the image centre, square pixels."""
+
+
+def default_K(width: int, height: int, equiv_mm: float = DEFAULT_EQUIV_FOCAL_MM) -> np.ndarray:
+    """Intrinsics from a 35 mm-equivalent focal length (CIPA DC-008: referred to the 43.27 mm
+    full-frame diagonal): ``f_px = f_eq / 43.2666 * sqrt(W^2 + H^2)``, centred principal point
+    ``((W-1)/2, (H-1)/2)``."""
+    f = equiv_mm / 43.2666 * float(np.hypot(width, height))
+    return make_K(f, f, (width - 1) / 2.0, (height - 1) / 2.0)
+
+
 def intrinsics(f_mm: float, sensor_width_mm: float, width: int, height: int) -> np.ndarray:
     """3×3 K in pixels (float64) for horizontal sensor fit, square pixels, centred principal point.
 
@@ -41,7 +70,7 @@ def intrinsics(f_mm: float, sensor_width_mm: float, width: int, height: int) -> 
     if f_mm <= 0 or sensor_width_mm <= 0 or width <= 0 or height <= 0:
         raise ValueError("focal length, sensor width and image size must be positive")
     fx = f_mm * width / sensor_width_mm
-    return np.array([[fx, 0.0, (width - 1) / 2.0], [0.0, fx, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+    return make_K(fx, fx, (width - 1) / 2.0, (height - 1) / 2.0)
 
 
 def look_at(position: np.ndarray, target: np.ndarray, roll_deg: float = 0.0) -> np.ndarray:

@@ -7,6 +7,7 @@ Files are scanline images with lossless ZIP compression. Channel names follow th
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Mapping
@@ -52,14 +53,27 @@ def read_exr(path: str | os.PathLike, names: list[str] | None = None) -> dict[st
         ExrError: the file is missing, not a readable EXR, or lacks one of ``names``.
     """
     path = Path(path)
-    try:
-        with OpenEXR.File(str(path), separate_channels=True) as f:
-            chans = {name: np.asarray(ch.pixels) for name, ch in f.channels().items()}
-    except Exception as exc:  # OpenEXR raises bare RuntimeError/Exception types
-        raise ExrError(f"{path}: not a readable EXR file ({exc})") from exc
+    chans = _channels(str(path), str(path))
     if names is not None:
         missing = [n for n in names if n not in chans]
         if missing:
             raise ExrError(f"{path}: missing channel(s) {missing}; found {sorted(chans)}")
         chans = {n: chans[n] for n in names}
     return chans
+
+
+def read_exr_bytes(data: bytes, what: str = "EXR") -> dict[str, np.ndarray]:
+    """Decode an in-memory EXR (e.g. a shard member) into ``{channel: (H, W) array}`` (stored dtype).
+
+    Raises:
+        ExrError: the bytes are not a readable EXR (the message names ``what``).
+    """
+    return _channels(io.BytesIO(data), what)
+
+
+def _channels(source, what: str) -> dict[str, np.ndarray]:
+    try:
+        with OpenEXR.File(source, separate_channels=True) as f:
+            return {name: np.asarray(ch.pixels) for name, ch in f.channels().items()}
+    except Exception as exc:  # OpenEXR raises bare RuntimeError/Exception types
+        raise ExrError(f"{what}: not a readable EXR file ({exc})") from exc

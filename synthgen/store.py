@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,47 @@ META_DIR = "_meta"
 """Store-level files (``store.json``, ``ledger.jsonl``, ``run.json``, quarantine lists, previews)."""
 
 
-def list_keys(store: str | os.PathLike) -> list[str]:
-    """Sorted keys of all samples in ``store`` that have a JSON record (complete or not)."""
+@dataclass
+class Listing:
+    """One directory listing of a store, parsed (see :func:`list_store`).
+
+    Attributes:
+        keys: sorted keys that have a ``KEY.json`` record (complete or not).
+        members: key -> sorted member extensions present (``rgb.exr``, ``json``, ...) for every
+            valid key prefix, with or without a record.
+        other: sorted names that are neither ``_meta``, ``.tmp-*`` leftovers nor ``KEY.ext`` files.
+    """
+
+    keys: list[str]
+    members: dict[str, list[str]]
+    other: list[str]
+
+
+def list_store(store: str | os.PathLike) -> Listing:
+    """List ``store`` once (``os.scandir``; plain strings, no per-file stat) and group its files by key.
+
+    Raises:
+        OSError: the folder cannot be listed.
+    """
     from .contract import KEY_RE
 
-    keys = []
-    for p in Path(store).glob("*.json"):
-        key = p.name[: -len(".json")]
-        if KEY_RE.match(key):
-            keys.append(key)
-    return sorted(keys)
+    members: dict[str, list[str]] = {}
+    other = []
+    for name in sorted(e.name for e in os.scandir(store)):
+        if name == META_DIR or name.startswith(TMP_PREFIX):
+            continue
+        key, dot, ext = name.partition(".")
+        if dot and ext and KEY_RE.match(key):
+            members.setdefault(key, []).append(ext)
+        else:
+            other.append(name)
+    keys = [k for k, exts in members.items() if "json" in exts]
+    return Listing(keys=keys, members=members, other=other)
+
+
+def list_keys(store: str | os.PathLike) -> list[str]:
+    """Sorted keys of all samples in ``store`` that have a JSON record (complete or not)."""
+    return list_store(store).keys
 
 
 def read_store_meta(store: str | os.PathLike) -> dict[str, Any] | None:

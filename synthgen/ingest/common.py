@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from ..errors import FrameError, SourceError  # noqa: F401 (re-exported)
+from ..colour import P3_TO_REC709, linear_to_srgb8, srgb8_to_linear  # noqa: F401 (re-exported)
+from ..camera import DEFAULT_EQUIV_FOCAL_MM, default_K, make_K, scale_K  # noqa: F401 (re-exported)
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".tif", ".tiff", ".bmp"}
 KEY_BAD_CHARS = re.compile(r"[^A-Za-z0-9_-]")
@@ -214,29 +216,6 @@ def load_depth_int(path: Path) -> tuple[np.ndarray, int]:
 # --------------------------------------------------------------------------------------------
 # colour
 
-_SRGB_LUT = np.where(np.arange(256) / 255.0 <= 0.04045, np.arange(256) / 255.0 / 12.92,
-                     ((np.arange(256) / 255.0 + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-# Display P3 (D65) linear -> Rec.709/sRGB linear primaries, computed from the primaries'
-# chromaticities (P3: R .680/.320, G .265/.690, B .150/.060; Rec.709: R .64/.33, G .30/.60, B .15/.06).
-P3_TO_REC709 = np.array([[1.2249401, -0.2249404, 0.0],
-                         [-0.0420569, 1.0420571, 0.0],
-                         [-0.0196376, -0.0786361, 1.0982735]], dtype=np.float32)
-
-
-def srgb8_to_linear(rgb8: np.ndarray) -> np.ndarray:
-    """``(H, W, 3) uint8`` sRGB-encoded -> ``(H, W, 3) float32`` linear, via the IEC 61966-2-1
-    EOTF (piecewise: v/12.92 below 0.04045, ((v+0.055)/1.055)^2.4 above)."""
-    return _SRGB_LUT[rgb8]
-
-
-def linear_to_srgb8(rgb: np.ndarray) -> np.ndarray:
-    """Linear float RGB -> ``uint8`` sRGB (clipped to [0, 1]); used to feed MediaPipe."""
-    from ..render.preview import srgb_encode
-
-    return (srgb_encode(rgb) * 255 + 0.5).astype(np.uint8)
-
-
 def icc_description(im: Image.Image) -> str | None:
     """Description string of the image's embedded ICC profile, or None."""
     icc = im.info.get("icc_profile")
@@ -289,35 +268,6 @@ def slerp(q0: np.ndarray, q1: np.ndarray, a: float) -> np.ndarray:
         return q / np.linalg.norm(q)
     th = np.arccos(d)
     return (np.sin((1 - a) * th) * q0 + np.sin(a * th) * q1) / np.sin(th)
-
-
-def make_K(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
-    """3x3 OpenCV intrinsics matrix in pixels."""
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-
-
-def scale_K(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """Intrinsics for an image resized by ``(sx, sy)`` (new/old size), OpenCV integer pixel centres:
-    ``f' = f*s`` and ``c' = (c + 0.5)*s - 0.5``."""
-    K2 = np.array(K, dtype=float)
-    K2[0, 0] *= sx
-    K2[1, 1] *= sy
-    K2[0, 2] = (K2[0, 2] + 0.5) * sx - 0.5
-    K2[1, 2] = (K2[1, 2] + 0.5) * sy - 0.5
-    return K2
-
-
-DEFAULT_EQUIV_FOCAL_MM = 26.0
-"""Documented default used only with ``--default-intrinsics``: a 26 mm full-frame-equivalent lens
-(typical phone main camera), principal point at the image centre, square pixels."""
-
-
-def default_K(width: int, height: int, equiv_mm: float = DEFAULT_EQUIV_FOCAL_MM) -> np.ndarray:
-    """Intrinsics from a 35 mm-equivalent focal length (CIPA DC-008: referred to the 43.27 mm
-    full-frame diagonal): ``f_px = f_eq / 43.2666 * sqrt(W^2 + H^2)``, centred principal point
-    ``((W-1)/2, (H-1)/2)``."""
-    f = equiv_mm / 43.2666 * float(np.hypot(width, height))
-    return make_K(f, f, (width - 1) / 2.0, (height - 1) / 2.0)
 
 
 def K_from_exif(im: Image.Image, width: int, height: int) -> tuple[np.ndarray, str] | None:

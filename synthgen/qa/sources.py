@@ -29,7 +29,6 @@ import os
 import re
 import tarfile
 from dataclasses import dataclass, field
-from itertools import groupby
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,6 +36,10 @@ import numpy as np
 
 from ..contract import EXTRA_MEMBER_RE, KEY_RE, META_DIR, SampleRecord
 from ..errors import QAInputError as InputError  # noqa: F401 (re-exported)
+from ..colour import srgb_decode
+from ..exr import read_exr_bytes
+from ..errors import ConfigError
+from ..store import list_store, read_store_meta
 
 log = logging.getLogger("synthgen.qa")
 
@@ -163,22 +166,17 @@ def parse_input(arg: str) -> InputSpec:
 
 
 def _store_split(path: Path) -> str | None:
-    p = path / META_DIR / "store.json"
-    if p.exists():
-        try:
-            s = json.loads(p.read_text("utf-8")).get("split")
-            return s if isinstance(s, str) and s else None
-        except Exception:  # a broken store.json is reported by read_meta
-            return None
-    return None
+    try:
+        s = (read_store_meta(path) or {}).get("split")
+    except ConfigError:  # a broken store.json is reported by read_meta
+        return None
+    return s if isinstance(s, str) and s else None
 
 
 def count_samples(spec: InputSpec) -> int | None:
     """Number of sample groups in a store (cheap: one listing), or the manifest total for shards."""
     if spec.kind == "store":
-        keys = {n.split(".", 1)[0] for n in os.listdir(spec.path)
-                if "." in n and n.split(".", 1)[1] in KNOWN_EXTS and KEY_RE.match(n.split(".", 1)[0])}
-        return len(keys)
+        return sum(any(e in KNOWN_EXTS for e in exts) for exts in list_store(spec.path).members.values())
     man = spec.path / "manifest.json"
     if man.exists():
         try:
@@ -195,23 +193,16 @@ def iter_store(spec: InputSpec, ignored: list[str]) -> Iterator[RawSample]:
     path = spec.path
     default_split = spec.split or _store_split(path)
 
-    def key_of(name: str) -> str:
-        return name.split(".", 1)[0]
-
-    names = []
-    for n in sorted(os.listdir(path)):
-        if n == META_DIR or n.startswith(".tmp-"):
-            continue
-        k, _, ext = n.partition(".")
-        if KEY_RE.match(k) and is_member_ext(ext):
-            names.append(n)
-        else:
-            ignored.append(str(path / n))
-    for key, group in groupby(names, key=key_of):
+    listing = list_store(path)
+    ignored += [str(path / n) for n in listing.other]
+    for key, exts in listing.members.items():
+        ignored += [str(path / f"{key}.{e}") for e in exts if not is_member_ext(e)]
         members = {}
-        for n in group:
-            with open(path / n, "rb") as fh:
-                members[n.split(".", 1)[1]] = fh.read()
+        for e in (e for e in exts if is_member_ext(e)):
+            with open(path / f"{key}.{e}", "rb") as fh:
+                members[e] = fh.read()
+        if not members:
+            continue
         split = spec.split or _record_split(members.get("json")) or default_split or UNSPLIT
         yield RawSample(str(path), split, key, members, "store")
 
@@ -359,22 +350,10 @@ def _walk(obj: Any) -> Iterator[dict]:
 # --------------------------------------------------------------------------------------------
 # decoding
 
-def _srgb_decode(x: np.ndarray) -> np.ndarray:
-    """sRGB-encoded [0, 1] -> linear (IEC 61966-2-1 inverse transfer function)."""
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def _read_exr_bytes(data: bytes) -> dict[str, np.ndarray]:
-    import OpenEXR
-
-    with OpenEXR.File(io.BytesIO(data), separate_channels=True) as f:
-        return {name: np.asarray(ch.pixels) for name, ch in f.channels().items()}
-
-
 def _decode_member(kind: str, ext: str, data: bytes) -> tuple[np.ndarray, list[np.ndarray]]:
     """Decode one image member; returns (float32 array, arrays as stored for hashing)."""
     if ext.endswith("exr"):
-        ch = _read_exr_bytes(data)
+        ch = read_exr_bytes(data)
         need = {"rgb": ["R", "G", "B"], "depth": ["Z"], "mask": ["Y"]}[kind]
         missing = [c for c in need if c not in ch]
         if missing:
@@ -388,7 +367,7 @@ def _decode_member(kind: str, ext: str, data: bytes) -> tuple[np.ndarray, list[n
     with Image.open(io.BytesIO(data)) as im:
         if kind == "rgb":
             a = np.asarray(im.convert("RGB"))
-            return _srgb_decode(a.astype(np.float32) / 255.0).astype(np.float32), [a]
+            return srgb_decode(a.astype(np.float32) / 255.0).astype(np.float32), [a]
         a = np.asarray(im)
     if kind == "depth":
         return a.astype(np.float32) / 1000.0, [a]  # 16-bit millimetres, 0 = invalid
@@ -463,7 +442,7 @@ def decode(raw: RawSample) -> Decoded:
             d.array_hash = h.digest()
     if SENSOR_MEMBER in mem and d.depth is not None:  # not part of the gates or the array hash
         try:
-            sd = _read_exr_bytes(mem[SENSOR_MEMBER]).get("Z")
+            sd = read_exr_bytes(mem[SENSOR_MEMBER]).get("Z")
             if sd is None:
                 d.sensor_problem = "no Z channel"
             elif sd.shape != d.depth.shape:

@@ -49,12 +49,12 @@ from typing import Any
 
 import numpy as np
 
-from ..render.preview import colourise_depth, srgb_encode
+from ..colour import REC709_LUMA as LUMA
+from ..colour import colourise_depth, srgb_encode
 from .gates import Gates, gate_names
 from .sources import Decoded
 
 SOURCES = ("synthetic", "real", "unknown")
-LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec. 709 / sRGB luminance weights
 
 
 @dataclass(frozen=True)

@@ -47,9 +47,7 @@ from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-
-REC709_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
-
+from ..colour import REC709_LUMA, luminance  # noqa: F401 (re-exported)
 
 def _window_minmax(z: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
     """Min and max of valid (> 0) depths in the (2r+1)² window of each pixel (inf / -inf if none)."""
@@ -87,11 +85,6 @@ def incidence_deg(z: np.ndarray, K: np.ndarray) -> np.ndarray:
         cos = np.abs((n * P).sum(-1)) / (np.linalg.norm(n, axis=-1) * np.linalg.norm(P, axis=-1))
         ang = np.degrees(np.arccos(np.clip(cos, 0, 1)))
     return np.where(ok, ang, np.nan).astype(np.float32)
-
-
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) linear RGB -> (H, W) float32 Rec. 709 luminance ``0.2126 R + 0.7152 G + 0.0722 B``."""
-    return (np.asarray(rgb, np.float32) @ REC709_LUMA).astype(np.float32)
 
 
 def surface_from_passes(diffuse_color: np.ndarray, glossy_color: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

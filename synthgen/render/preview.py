@@ -13,26 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import atomic_path
-
-
-def srgb_encode(linear: np.ndarray) -> np.ndarray:
-    """Linear [0, 1] -> sRGB-encoded [0, 1] (IEC 61966-2-1 transfer function)."""
-    x = np.clip(linear, 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
-
-
-def colourise_depth(depth: np.ndarray) -> np.ndarray:
-    """(H, W) metres -> (H, W, 3) uint8 turbo colours; invalid (<= 0) pixels black."""
-    from matplotlib import colormaps
-
-    valid = depth > 0
-    out = np.zeros(depth.shape + (3,), np.uint8)
-    if valid.any():
-        lo, hi = np.percentile(depth[valid], [1, 99])
-        t = np.clip((depth - lo) / max(hi - lo, 1e-6), 0, 1)
-        rgb = (colormaps["turbo"](t)[..., :3] * 255).astype(np.uint8)
-        out[valid] = rgb[valid]
-    return out
+from ..colour import colourise_depth, srgb_encode
 
 
 def preview_image(rgb: np.ndarray, depth: np.ndarray, mask: np.ndarray) -> np.ndarray:

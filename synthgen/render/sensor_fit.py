@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 from .depth_sensor import _window_minmax, edge_band, hole_statistics, interior, luminance
+from ..colour import srgb8_to_linear
+from ..camera import make_K
 
 
 NOISE_BIN_M = 0.25
@@ -235,8 +237,7 @@ def load_rgb_linear(path: str) -> np.ndarray:
     """Read an 8-bit sRGB image as (H, W, 3) float32 linear RGB (IEC 61966-2-1 decoding)."""
     from PIL import Image
 
-    x = np.asarray(Image.open(path).convert("RGB")).astype(np.float32) / 255.0
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+    return srgb8_to_linear(np.asarray(Image.open(path).convert("RGB")))
 
 
 def sensor_fit_frames(root: str | Path = SENSOR_FIT_DIR) -> list[dict[str, Any]]:
@@ -247,7 +248,7 @@ def sensor_fit_frames(root: str | Path = SENSOR_FIT_DIR) -> list[dict[str, Any]]
     spec = json.loads((root / "frames.json").read_text("utf-8"))
     out = []
     for ds, d in spec["datasets"].items():
-        K = np.array([[d["fx"], 0, d["cx"]], [0, d["fy"], d["cy"]], [0, 0, 1]], np.float64)
+        K = make_K(d["fx"], d["fy"], d["cx"], d["cy"])
         for f in d["frames"]:
             out.append({"dataset": ds, "depth": str(root / ds / f["depth"]),
                         "rgb": str(root / ds / f["rgb"]) if f.get("rgb") else None, "K": K})

@@ -21,6 +21,7 @@ from ..contract import write_sample
 from ..errors import FramingError  # noqa: F401 (re-exported)
 from .config import Job, content_hash
 from .sampling import distance_for_fraction, sample_key, sample_params
+from ..colour import REC709_LUMA
 
 log = logging.getLogger("synthgen.worker")
 
@@ -54,7 +55,6 @@ def camera_for(job: Job, params: dict[str, Any], scan_info: dict[str, Any]) -> d
     return {"target_m": target, "distance_m": float(dist), "K": K, "camera_to_world": c2w}
 
 
-REC709_LUMA = (0.2126, 0.7152, 0.0722)
 MAX_EXPOSURE_FACTOR = 256.0
 """Auto exposure changes the image by at most ±8 stops (a black or empty subject would ask for more)."""
 
@@ -71,7 +71,7 @@ def apply_exposure(rgb: np.ndarray, mask: np.ndarray, auto: bool, target: float,
     if not auto:
         return {"mode": "off", "factor": 1.0}
     sel = mask > 0.5
-    lum = rgb[sel] @ np.asarray(REC709_LUMA, np.float32) if sel.any() else np.zeros(0)
+    lum = rgb[sel] @ REC709_LUMA if sel.any() else np.zeros(0)
     median = float(np.median(lum)) if lum.size else 0.0
     wanted = float(target / median * 2.0 ** ev) if median > 1e-8 else 1.0
     factor = float(np.clip(wanted, 1.0 / MAX_EXPOSURE_FACTOR, MAX_EXPOSURE_FACTOR))

@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..render.preview import srgb_encode
+from ..colour import TONE_CURVES, rgb_to_8bit, view_transform  # noqa: F401 (re-exported)
+from ..exr import read_exr_bytes  # noqa: F401 (re-exported)
 
 EXR_MEMBERS = ("rgb.exr", "depth.exr", "mask.exr", "json")
-TONE_CURVES = ("clip", "reinhard")
 PNG_COMPRESS_LEVEL = 6
 JPEG_QUALITY = 95
 
@@ -65,31 +65,6 @@ def member_names(encode: dict[str, Any]) -> tuple[str, str, str, str]:
         return EXR_MEMBERS
     return ("rgb.jpg" if encode["rgb"] == "jpeg" else "rgb.png",
             "depth.png" if encode["depth"] == "png16" else "depth.exr", "mask.png", "json")
-
-
-def view_transform(rgb: np.ndarray, exposure_ev: float = 0.0, tone: str = "clip") -> np.ndarray:
-    """Linear scene-referred RGB -> display sRGB-encoded values.
-
-    Args:
-        rgb: (H, W, 3) float, linear.
-        exposure_ev: exposure in stops (multiplies by ``2 ** exposure_ev``).
-        tone: ``"clip"`` (identity, then clip to [0, 1]) or ``"reinhard"`` (``x / (1 + x)``).
-
-    Returns:
-        (H, W, 3) float32 in [0, 1], sRGB-encoded (IEC 61966-2-1).
-    """
-    x = np.asarray(rgb, dtype=np.float32) * np.float32(2.0 ** exposure_ev)
-    x = np.nan_to_num(x, nan=0.0, posinf=1e6, neginf=0.0)
-    if tone == "reinhard":
-        x = np.maximum(x, 0) / (1.0 + np.maximum(x, 0))
-    elif tone != "clip":
-        raise ValueError(f"tone curve {tone!r}: expected one of {TONE_CURVES}")
-    return srgb_encode(x).astype(np.float32)
-
-
-def rgb_to_8bit(rgb: np.ndarray, exposure_ev: float = 0.0, tone: str = "clip") -> np.ndarray:
-    """(H, W, 3) linear float -> (H, W, 3) uint8 through :func:`view_transform`."""
-    return np.floor(view_transform(rgb, exposure_ev, tone) * 255.0 + 0.5).astype(np.uint8)
 
 
 def depth_to_mm16(depth: np.ndarray) -> np.ndarray:
@@ -118,21 +93,6 @@ def jpeg_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
     return buf.getvalue()
-
-
-def read_exr_bytes(data: bytes, what: str = "EXR") -> dict[str, np.ndarray]:
-    """Decode an in-memory EXR into ``{channel: (H, W) array}`` (stored dtype).
-
-    Raises:
-        ValueError: the bytes are not a readable EXR (message names ``what``).
-    """
-    import OpenEXR
-
-    try:
-        with OpenEXR.File(io.BytesIO(data), separate_channels=True) as f:
-            return {name: np.asarray(ch.pixels) for name, ch in f.channels().items()}
-    except Exception as exc:
-        raise ValueError(f"{what}: not a readable EXR ({exc})") from exc
 
 
 def encode_train(key: str, blobs: dict[str, bytes], record: dict[str, Any], encode: dict[str, Any]) -> list[tuple[str, bytes]]:

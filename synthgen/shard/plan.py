@@ -26,8 +26,9 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from ..contract import EXTRA_MEMBER_RE, KEY_RE, MEMBERS, SampleRecord
+from ..contract import EXTRA_MEMBER_RE, MEMBERS, SampleRecord
 from ..errors import ShardInputError  # noqa: F401 (re-exported)
+from ..store import list_store
 
 log = logging.getLogger("synthgen.shard")
 
@@ -225,16 +226,12 @@ def scan_store(store: str | os.PathLike, index: int, problems: list[str],
     """
     store = Path(store)
     items = []
-    # one directory listing (plain strings: pathlib per file costs as much as the rest of the scan);
-    # keys as in synthgen.contract.list_keys: names KEY.json with a valid key, sorted
-    names = sorted(e.name for e in os.scandir(store))
-    keys = [n[:-5] for n in names if n.endswith(".json") and KEY_RE.match(n[:-5])]
-    keyset = set(keys)
-    for name in names:
-        k, _, member = name.partition(".")
-        if (member in MEMBERS or EXTRA_MEMBER_RE.match(member)) and KEY_RE.match(k) and k not in keyset:
-            skipped.append({"store": str(store), "file": name, "reason": "member without a record "
-                            "(unfinished sample); not packed"})
+    listing = list_store(store)
+    keys = listing.keys
+    for k, exts in listing.members.items():
+        if "json" not in exts:
+            skipped += [{"store": str(store), "file": f"{k}.{m}", "reason": "member without a record "
+                         "(unfinished sample); not packed"} for m in exts if m in MEMBERS or EXTRA_MEMBER_RE.match(m)]
     sdir = str(store)
     for key in tqdm(keys, desc=f"scan {store.name}", unit="sample", disable=not progress, leave=False):
         jp = os.path.join(sdir, f"{key}.json")
