@@ -23,7 +23,8 @@ Orchestration:
 - Workers write samples straight into the output store (a shared filesystem on a cluster) and
   return the small JSON record; arrays never travel through the object store.
 - Ctrl-C / SIGTERM: the driver kills its actors, removes ``.tmp-*`` leftovers and exits 130.
-- ``ray.init()`` with no address starts an embedded local cluster; ``--address`` joins one.
+- Without ``--address`` (and ``RAY_ADDRESS``) an embedded local cluster starts, never a leftover
+  local one; ``--address`` joins a cluster (:func:`synthgen.raycluster.init_ray`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from .config import Job, content_hash
 from .ledger import Ledger, check_store, update_quarantine, write_store_meta
 from .sampling import sample_key
 from .scheduler import STOP, Scheduler
+from ..raycluster import init_ray
 
 log = logging.getLogger("synthgen.render")
 
@@ -134,10 +136,7 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None =
     t0 = time.perf_counter()
     try:
         try:
-            if not ray.is_initialized():
-                kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-                ray.init(address=address, **kwargs) if address else ray.init(**kwargs)
-                started_ray = True
+            started_ray = init_ray(address)
             with _sigterm_as_interrupt():  # after ray.init, which installs its own SIGTERM handler
                 n_cpu = int(ray.cluster_resources().get("CPU", 1))
                 n_workers = workers or cfg.workers or max(1, n_cpu // threads)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .plan import Item, ShardPlan
+from ..raycluster import init_ray
 
 log = logging.getLogger("synthgen.shard")
 
@@ -82,10 +83,7 @@ def write_shards_ray(shards: list[ShardPlan], out: Path, stores: list[str], enco
     except ImportError as exc:
         raise ShardInputError(f"--ray needs Ray Data (pip install 'ray[data]': pandas, pyarrow): {exc}") from exc
 
-    started = False
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
-        started = True
+    started = init_ray(address)
     try:
         ctx = ray.data.DataContext.get_current()
         saved = (ctx.enable_progress_bars, ctx.raise_original_map_exception)
