@@ -79,10 +79,10 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None =
                progress: bool = True, force: bool = False, rerender: bool = False) -> dict[str, Any]:
     """Render ``indices`` (default: all samples of the job) into ``out_dir`` on Ray.
 
-    Samples already complete in ``out_dir`` (see :func:`sample_complete`) are skipped unless
-    ``rerender``. Raises :class:`StoreMismatchError` (before Ray starts) when ``out_dir`` holds
-    another job and not ``force``. A KeyboardInterrupt (Ctrl-C, SIGTERM) stops the run cleanly and
-    is reported as ``interrupted`` in the summary instead of propagating.
+    Samples already complete in ``out_dir`` (see :func:`synthgen.store.sample_complete`) are skipped
+    unless ``rerender``. Without ``address`` (and ``RAY_ADDRESS``) an embedded local Ray cluster is
+    started (:func:`synthgen.raycluster.init_ray`). A KeyboardInterrupt (Ctrl-C, SIGTERM) stops the
+    run cleanly and is reported as ``interrupted`` in the summary instead of propagating.
 
     Returns:
         Summary dict: ``written``, ``skipped`` (already complete), ``retried`` (re-submissions after
@@ -91,6 +91,10 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None =
         pid, node, samples, RSS at start / last / peak in MiB, how it ended), ``peak_worker_rss_mb``,
         ``interrupted``, ``wall_s``, ``samples_per_min``, summed ``timings`` (setup_s, render_s,
         write_s), ``resamples`` and ``threads_per_worker``.
+
+    Raises:
+        StoreMismatchError: ``out_dir`` holds another job and not ``force`` (before Ray starts).
+        GpuClusterError: ``render.device: gpu`` on a cluster without GPUs (the folder is left as it was).
     """
     cfg = job.config
     out = Path(out_dir).resolve()
@@ -106,13 +110,7 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None =
     keys = {i: sample_key(job, i) for i in indices}
     done_before = set() if rerender else complete_keys(out, list(keys.values()), chash)
     todo = [i for i in indices if keys[i] not in done_before]
-    threads = cfg.render.threads_per_worker
-    summary: dict[str, Any] = {
-        "written": 0, "skipped": len(done_before), "retried": 0, "failed": [], "worker_deaths": 0,
-        "recycled": 0, "workers": 0, "threads_per_worker": threads, "worker_stats": [],
-        "peak_worker_rss_mb": None, "interrupted": False, "wall_s": 0.0, "samples_per_min": 0.0,
-        "timings": {"setup_s": 0.0, "render_s": 0.0, "write_s": 0.0}, "resamples": 0,
-    }
+    summary = _new_summary(cfg.render.threads_per_worker, len(done_before))
     if done_before:
         log.info("%d of %d sample(s) already complete in %s; rendering the other %d",
                  len(done_before), len(indices), out, len(todo))
@@ -126,7 +124,52 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None =
                                               "finished": time.time()})
         update_quarantine(meta, [], set(keys.values()), set(keys.values()))
         return summary
+    run, wall = _run_on_ray(job, out, todo, workers, address, progress, chash, ledger, prev, summary)
+    _finish(job, meta, todo, done_before, run, wall, summary, chash, ledger)
+    return summary
 
+
+def _new_summary(threads: int, skipped: int) -> dict[str, Any]:
+    return {"written": 0, "skipped": skipped, "retried": 0, "failed": [], "worker_deaths": 0,
+            "recycled": 0, "workers": 0, "threads_per_worker": threads, "worker_stats": [],
+            "peak_worker_rss_mb": None, "interrupted": False, "wall_s": 0.0, "samples_per_min": 0.0,
+            "timings": {"setup_s": 0.0, "render_s": 0.0, "write_s": 0.0}, "resamples": 0}
+
+
+def _worker_count(ray, cfg, workers: int | None, address: str | None, n_todo: int) -> int:
+    """Worker slots: ``--workers``, else the config's ``workers``, else CPUs / threads per worker;
+    with ``render.device: gpu`` one per GPU (GpuClusterError when the cluster has none)."""
+    threads = cfg.render.threads_per_worker
+    n_workers = workers or cfg.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+    if cfg.render.device == "gpu":
+        n_gpu = int(ray.cluster_resources().get("GPU", 0))
+        if n_gpu < 1:
+            raise GpuClusterError(
+                f"render.device: gpu, but the Ray cluster{' at ' + address if address else ''} "
+                "has no GPUs (ray.cluster_resources() lists none); use render.device: cpu "
+                "or start Ray on GPU nodes")
+        n_workers = min(workers or cfg.workers or n_gpu, n_gpu)
+    return max(1, min(n_workers, n_todo))
+
+
+def _forget_refused_run(meta: Path, out: Path, prev: dict[str, Any] | None) -> None:
+    """Leave the folder as it was before a run refused before any work (so that a corrected run is
+    not then refused as "another job")."""
+    if prev is None:
+        for f in ("store.json", "ledger.jsonl"):
+            with contextlib.suppress(FileNotFoundError):
+                (meta / f).unlink()
+        with contextlib.suppress(OSError):
+            meta.rmdir()
+            out.rmdir()
+    else:
+        write_json_atomic(meta / "store.json", prev)
+
+
+def _run_on_ray(job: Job, out: Path, todo: list[int], workers: int | None, address: str | None,
+                progress: bool, chash: str, ledger: Ledger, prev: dict[str, Any] | None,
+                summary: dict[str, Any]) -> tuple[Scheduler | None, float]:
+    """Start or join Ray, run the scheduler to the end (or an interrupt), shut down; returns (scheduler, wall s)."""
     import ray
     from tqdm import tqdm
 
@@ -138,37 +181,17 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None =
         try:
             started_ray = init_ray(address)
             with _sigterm_as_interrupt():  # after ray.init, which installs its own SIGTERM handler
-                n_cpu = int(ray.cluster_resources().get("CPU", 1))
-                n_workers = workers or cfg.workers or max(1, n_cpu // threads)
-                if cfg.render.device == "gpu":  # one worker per GPU
-                    n_gpu = int(ray.cluster_resources().get("GPU", 0))
-                    if n_gpu < 1:
-                        raise GpuClusterError(
-                            f"render.device: gpu, but the Ray cluster{' at ' + address if address else ''} "
-                            "has no GPUs (ray.cluster_resources() lists none); use render.device: cpu "
-                            "or start Ray on GPU nodes")
-                    n_workers = min(workers or cfg.workers or n_gpu, n_gpu)
-                n_workers = max(1, min(n_workers, len(todo)))
+                n_workers = _worker_count(ray, job.config, workers, address, len(todo))
                 bar = tqdm(total=len(todo), desc="render", unit="sample", disable=not progress, file=sys.stderr)
                 run = Scheduler(ray, job, out, todo, n_workers, chash, ledger, bar)
                 log.info("rendering %d samples (%s) with %d worker(s) x %d thread(s) into %s",
                          len(todo), ", ".join(f"{s}: {len(v)}" for s, v in run.queues.items()),
-                         n_workers, threads, out)
+                         n_workers, job.config.render.threads_per_worker, out)
                 t0 = time.perf_counter()
                 run.run()
         except GpuClusterError:
-            # refused before any work: leave the folder as it was, so a CPU run is not then refused
-            # as "another job" (nothing of this run exists yet)
             ledger.close()
-            if prev is None:
-                for f in ("store.json", "ledger.jsonl"):
-                    with contextlib.suppress(FileNotFoundError):
-                        (meta / f).unlink()
-                with contextlib.suppress(OSError):
-                    meta.rmdir()
-                    out.rmdir()
-            else:
-                write_json_atomic(meta / "store.json", prev)
+            _forget_refused_run(out / META_DIR, out, prev)
             raise
         except KeyboardInterrupt:
             summary["interrupted"] = True
@@ -185,7 +208,12 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None =
             elif summary["interrupted"]:
                 time.sleep(1.0)  # let killed actors of an external cluster stop writing
             clean_tmp(out)
-    wall = time.perf_counter() - t0
+    return run, time.perf_counter() - t0
+
+
+def _finish(job: Job, meta: Path, todo: list[int], done_before: set[str], run: Scheduler | None, wall: float,
+            summary: dict[str, Any], chash: str, ledger: Ledger) -> None:
+    """Fill the summary, update the quarantine list, write ``_meta/run.json`` and the ``run_end`` event."""
     results = run.results if run else []
     quarantined = run.quarantined if run else []
     stats = run.workers if run else []
@@ -200,16 +228,15 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None =
     attempted = {sample_key(job, i) for i in todo}
     written = {r["key"] for r in results}
     update_quarantine(meta, quarantined, attempted if not summary["interrupted"] else
-                       written | {e["key"] for e in quarantined}, done_before | written)
+                      written | {e["key"] for e in quarantined}, done_before | written)
     status = "interrupted" if summary["interrupted"] else ("failures" if quarantined else "complete")
     write_json_atomic(meta / "run.json", {**summary, "status": status, "config_hash": chash,
                                           "finished": time.time()})
     ledger.event("run_end", status=status, written=len(results), skipped=len(done_before),
                  retried=summary["retried"], failed=len(quarantined), worker_deaths=summary["worker_deaths"],
                  recycled=summary["recycled"], workers=[{k: w.get(k) for k in ("pid", "samples", "peak_rss_mb", "end")}
-                                                         for w in stats])
+                                                        for w in stats])
     ledger.close()
-    return summary
 
 
 # --------------------------------------------------------------------------------------------

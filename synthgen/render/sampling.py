@@ -1,36 +1,118 @@
 """Per-sample parameters, derived only from (global seed, sample index, attempt).
 
-Streams (numpy ``SeedSequence(entropy=seed, spawn_key=...)``):
-- ``(index, 0)``: the scan choice (fixed across re-samples, so work can be grouped by scan);
-- ``(index, 1 + attempt)``: everything else, including the Cycles seed.
+Streams (numpy ``SeedSequence(entropy=seed, spawn_key=...)``), named by :class:`Stream`:
+- ``(view, Stream.SUBJECT)``: the subject choice (fixed across re-samples, so work can be grouped by subject);
+- ``(view, 1 + attempt)``: everything else, including the Cycles seed, and its sub-streams
+  ``(view, 1 + attempt, Stream.X [+ relight])`` below.
 
 Any sample can therefore be re-rendered alone with identical parameters.
 
 Relights (``relights_per_view: K``): sample ``index`` is relight ``r = index % K`` of view
-``v = index // K``. The scan, camera, pose, appearance and Cycles seed come from the view's streams
-(``(v, 0)``, ``(v, 1 + attempt)`` and the sub-streams below), so the K relights of a view share
-geometry; relight 0 keeps the view stream's lighting, relight ``r > 0`` draws HDRI, rotation,
-strength and exposure offset from ``(v, 1 + attempt, 2000 + r)``. With K = 1 every value equals the
-pre-relight scheme. Sub-streams of ``(v, 1 + attempt)``: ``1000`` pose, ``1001`` appearance,
-``3000 + r`` extra area lights of relight ``r``, ``4000`` depth-sensor noise, ``5000 + r`` camera
-realism (f-stop, white balance, sensor noise, then motion blur) of relight ``r``. Pose animation
-phase and motion blur were added after the values before them in their streams, so jobs without
-them draw exactly what they drew before.
+``v = index // K``. The subject, camera, pose, appearance and Cycles seed come from the view's
+streams, so the K relights of a view share geometry; relight 0 keeps the view stream's lighting,
+relight ``r > 0`` draws HDRI, rotation, strength and exposure offset from ``Stream.RELIGHT + r``.
+With K = 1 every value equals the pre-relight scheme. Sub-streams: ``POSE``, ``APPEARANCE``,
+``AREA_LIGHTS + r`` (extra area lights of relight ``r``), ``DEPTH_SENSOR`` (sensor noise),
+``CAMERA_REALISM + r`` (f-stop, white balance, sensor noise, then motion blur of relight ``r``).
+Pose animation phase and motion blur were added after the values before them in their streams, so
+jobs without them draw exactly what they drew before.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from enum import IntEnum
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from ..camera import focal_from_fov, fov_from_focal
 from ..distributions import Choice
 from .config import Job
 
 
+class Stream(IntEnum):
+    """Names of the random streams (the numbers are part of the data contract: changing one changes
+    every sample drawn from it)."""
+
+    SUBJECT = 0          #: ``(view, SUBJECT)``: which subject a view shows
+    POSE = 1000          #: sub-streams of ``(view, 1 + attempt)``
+    APPEARANCE = 1001
+    RELIGHT = 2000       #: ``+ relight``: lighting of relight r > 0
+    AREA_LIGHTS = 3000   #: ``+ relight``
+    DEPTH_SENSOR = 4000
+    CAMERA_REALISM = 5000  #: ``+ relight``
+    CAMERA_PROFILE = 6000
+
+
 def _rng(seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=tuple(key)))
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=tuple(int(k) for k in key)))
+
+
+def stream(job: Job, view: int, attempt: int, sub: Stream | None = None, offset: int = 0) -> np.random.Generator:
+    """The random generator of ``view`` at re-sample ``attempt``: the view stream ``(view, 1 + attempt)``
+    itself, or its sub-stream ``sub + offset`` (e.g. ``Stream.AREA_LIGHTS, relight``)."""
+    key = (view, 1 + attempt) if sub is None else (view, 1 + attempt, int(sub) + offset)
+    return _rng(job.config.seed, *key)
+
+
+class SampleParams(BaseModel):
+    """Every randomized parameter of one sample (:func:`sample_params`); its JSON form
+    (:meth:`to_json`) is the record's ``render.params``.
+
+    Units: degrees for angles (yaw/pitch/roll in the orbit convention of
+    :func:`synthgen.camera.orbit_position`, fields of view horizontal/vertical), millimetres for
+    focal length and sensor width, metres for distance and target jitter (world x, y, z), stops for
+    ``exposure_ev``. ``distance_m`` is None when the distance follows from ``subject_fraction``
+    (head height / image height) once the subject is loaded. Optional sections are present only
+    when their feature is on: ``pose``, ``appearance``, ``camera_realism`` (dicts, see
+    :func:`pose_params`, :func:`appearance_params`), ``area_lights`` (:func:`area_light_params`),
+    ``view_id``/``relight_id`` (relights). Read-only mapping access (``p["yaw_deg"]``) is kept for
+    code written against the JSON form.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index: int
+    attempt: int
+    scan_id: str
+    hdri_id: str
+    hdri_rotation_deg: float
+    hdri_strength: float
+    background: Literal["visible", "transparent"]
+    focal_length_mm: float
+    sensor_width_mm: float
+    fov_x_deg: float
+    fov_y_deg: float
+    yaw_deg: float
+    pitch_deg: float
+    roll_deg: float
+    distance_m: float | None
+    subject_fraction: float | None
+    target_jitter_m: list[float]
+    exposure_ev: float
+    cycles_seed: int
+    view_id: int | None = None
+    relight_id: int | None = None
+    pose: dict[str, Any] | None = None
+    appearance: dict[str, Any] | None = None
+    camera_realism: dict[str, Any] | None = None
+    area_lights: list[dict[str, Any]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form: every field that was drawn (unused optional sections are absent)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.model_fields_set:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.model_fields_set
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name) if name in self.model_fields_set else default
 
 
 def sample_key(job: Job, index: int) -> str:
@@ -49,7 +131,7 @@ def scan_for(job: Job, index: int) -> str:
     ids = [s.id for s in job.scans]
     w = [s.weight for s in job.scans]
     view, _ = view_of(job, index)
-    return Choice(dist="choice", values=ids, weights=w).sample(_rng(job.config.seed, view, 0))
+    return Choice(dist="choice", values=ids, weights=w).sample(_rng(job.config.seed, view, Stream.SUBJECT))
 
 
 def _lighting(cfg, rng, hdri_ids) -> dict[str, Any]:
@@ -66,7 +148,7 @@ def pose_params(job: Job, view: int, attempt: int) -> dict[str, Any]:
     scan's animation frames, mapped to a frame by :meth:`synthgen.blender.BlenderRenderer.set_pose`
     (the frame range is only known once the scan is loaded)."""
     pc = job.config.pose
-    rng = _rng(job.config.seed, view, 1 + attempt, 1000)
+    rng = stream(job, view, attempt, Stream.POSE)
     out: dict[str, Any] = {"subject_yaw_deg": float(pc.subject_yaw_deg.sample(rng)), "joints": {}}
     for j in pc.joints:
         out["joints"][j.name] = {a: float(getattr(j, a).sample(rng)) for a in ("yaw_deg", "pitch_deg", "roll_deg")}
@@ -103,7 +185,7 @@ def appearance_params(job: Job, view: int, attempt: int) -> dict[str, Any]:
     """Appearance of a view: HSV factors (Blender HSV node convention), roughness and the skin tone
     (linear RGB) used for materials without textures."""
     ac = job.config.appearance
-    rng = _rng(job.config.seed, view, 1 + attempt, 1001)
+    rng = stream(job, view, attempt, Stream.APPEARANCE)
     out = {k: float(getattr(ac, k).sample(rng)) for k in ("hue", "saturation", "value", "roughness")}
     out["skin_tone_index"] = int(rng.integers(0, len(ac.skin_tones)))
     out["skin_tone_rgb"] = list(ac.skin_tones[out["skin_tone_index"]])
@@ -115,7 +197,7 @@ def area_light_params(job: Job, view: int, attempt: int, relight: int) -> list[d
     subject at 0), elevation (deg), distance (m) from the camera target, power (W), size (m) and
     colour temperature (K)."""
     al = job.config.area_lights
-    rng = _rng(job.config.seed, view, 1 + attempt, 3000 + relight)
+    rng = stream(job, view, attempt, Stream.AREA_LIGHTS, relight)
     n = max(0, int(round(float(al.count.sample(rng)))))
     return [{"azimuth_deg": float(rng.uniform(-180, 180)), "elevation_deg": float(al.elevation_deg.sample(rng)),
              "distance_m": float(al.distance_m.sample(rng)), "power_w": float(al.power_w.sample(rng)),
@@ -123,17 +205,20 @@ def area_light_params(job: Job, view: int, attempt: int, relight: int) -> list[d
             for _ in range(n)]
 
 
-def sample_params(job: Job, index: int, attempt: int = 0) -> dict[str, Any]:
-    """All randomized parameters of sample ``index`` at re-sample ``attempt``.
+def sample_params(job: Job, index: int, attempt: int = 0) -> SampleParams:
+    """All randomized parameters of sample ``index`` at re-sample ``attempt`` (pure: they depend only
+    on the job's seed, ``index`` and ``attempt``).
 
-    Returns a JSON-ready dict: scan id, HDRI id/rotation (deg)/strength, focal length (mm),
-    sensor width (mm), fields of view (deg), yaw/pitch/roll (deg), distance (m) or subject
-    fraction, target jitter (m, xyz), background mode, exposure offset (EV) and the Cycles seed.
+    Returns:
+        :class:`SampleParams`: scan id, HDRI id/rotation (deg)/strength, focal length (mm), sensor
+        width (mm), fields of view (deg), yaw/pitch/roll (deg), distance (m) or subject fraction,
+        target jitter (m, xyz), background mode, exposure offset (EV), the Cycles seed, and the
+        sections of the variation features that are on.
     """
     cfg = job.config
     cam = cfg.camera
     view, relight = view_of(job, index)
-    rng = _rng(cfg.seed, view, 1 + attempt)
+    rng = stream(job, view, attempt)
     p: dict[str, Any] = {"index": index, "attempt": attempt, "scan_id": scan_for(job, index)}
     p.update(_lighting(cfg, rng, [h.id for h in job.hdris]))
     p["background"] = cfg.hdris.background
@@ -161,7 +246,7 @@ def sample_params(job: Job, index: int, attempt: int = 0) -> dict[str, Any]:
     if cfg.relights_per_view > 1:
         p["view_id"], p["relight_id"] = view, relight
         if relight > 0:
-            lrng = _rng(cfg.seed, view, 1 + attempt, 2000 + relight)
+            lrng = stream(job, view, attempt, Stream.RELIGHT, relight)
             p.update(_lighting(cfg, lrng, [h.id for h in job.hdris]))
             p["exposure_ev"] = float(cfg.render.exposure_ev.sample(lrng)) if cfg.render.auto_exposure else 0.0
     if cfg.pose.enabled:
@@ -170,7 +255,7 @@ def sample_params(job: Job, index: int, attempt: int = 0) -> dict[str, Any]:
         p["appearance"] = appearance_params(job, view, attempt)
     cr = cfg.camera_realism
     if cr.any:
-        crng = _rng(cfg.seed, view, 1 + attempt, 5000 + relight)
+        crng = stream(job, view, attempt, Stream.CAMERA_REALISM, relight)
         c: dict[str, Any] = {}
         if cr.dof:
             c["f_stop"] = float(cr.f_stop.sample(crng))
@@ -185,7 +270,7 @@ def sample_params(job: Job, index: int, attempt: int = 0) -> dict[str, Any]:
         p["camera_realism"] = c
     if cfg.area_lights.count.bounds()[1] not in (0, None):
         p["area_lights"] = area_light_params(job, view, attempt, relight)
-    return p
+    return SampleParams(**p)
 
 
 def distance_for_fraction(f_mm: float, sensor_width_mm: float, width: int, height: int,

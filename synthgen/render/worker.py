@@ -10,18 +10,19 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..camera import intrinsics, look_at, orbit_position, shake_blur_px
+from ..camera import intrinsics, look_at, orbit_position
 from ..contract import write_sample
 from ..errors import FramingError  # noqa: F401 (re-exported)
 from .config import Job, content_hash
-from .sampling import distance_for_fraction, sample_key, sample_params
-from ..colour import REC709_LUMA
+from .postfx import MAX_EXPOSURE_FACTOR, apply_exposure, apply_sensor_effects, lens_sections  # noqa: F401
+from .record import QUALITY_KEYS, build_record, quality_settings  # noqa: F401 (re-exported)
+from .sampling import SampleParams, Stream, distance_for_fraction, sample_key, sample_params, stream, view_of
 
 log = logging.getLogger("synthgen.worker")
 
@@ -55,40 +56,41 @@ def camera_for(job: Job, params: dict[str, Any], scan_info: dict[str, Any]) -> d
     return {"target_m": target, "distance_m": float(dist), "K": K, "camera_to_world": c2w}
 
 
-MAX_EXPOSURE_FACTOR = 256.0
-"""Auto exposure changes the image by at most ±8 stops (a black or empty subject would ask for more)."""
+@dataclass
+class Rendered:
+    """A sample after its Blender passes (:func:`render_passes`), before post-processing and writing.
 
-
-def apply_exposure(rgb: np.ndarray, mask: np.ndarray, auto: bool, target: float, ev: float) -> dict[str, Any]:
-    """Scale linear ``rgb`` (H, W, 3) in place like a camera's auto exposure.
-
-    ``factor = target / median(Y of subject pixels) * 2**ev`` with Rec.709 luminance
-    ``Y = 0.2126 R + 0.7152 G + 0.0722 B`` over pixels with mask > 0.5. The scene is lit only by the
-    HDRI and rendering is linear in light, so this equals rendering with HDRI strength × factor.
-    The factor is clamped to [1/256, 256] (±8 stops; ``clamped`` says so). Returns the record
-    section: mode, target, EV offset, measured median, factor and whether it was clamped.
+    Attributes:
+        job, index, key: the job, the sample index and its key.
+        params: the accepted attempt's :class:`SampleParams`.
+        camera: :func:`camera_for` (target, distance, K, camera-to-world).
+        out: the passes (``rgb`` (H, W, 3) float32 linear, ``depth`` (H, W) float32 metres,
+            ``mask`` (H, W) float32, optional ``diffuse_color``/``glossy_color``), from
+            ``BlenderRenderer.render``; ``rgb`` is replaced by the lens pass when there is one.
+        subject_id: the split unit (scan id).
+        subject_record: the record's subject section (``{"scan": {...}}``).
+        hdri_record: the record's ``render.hdri`` without ``effective_strength``.
+        coverage: mean mask; rejected: the re-sampled attempts' coverages.
+        adaptive: the adaptive threshold used; variation: pose/appearance record sections.
+        lens: dof/motion-blur record sections; blender_version; timings (seconds).
     """
-    if not auto:
-        return {"mode": "off", "factor": 1.0}
-    sel = mask > 0.5
-    lum = rgb[sel] @ REC709_LUMA if sel.any() else np.zeros(0)
-    median = float(np.median(lum)) if lum.size else 0.0
-    wanted = float(target / median * 2.0 ** ev) if median > 1e-8 else 1.0
-    factor = float(np.clip(wanted, 1.0 / MAX_EXPOSURE_FACTOR, MAX_EXPOSURE_FACTOR))
-    rgb *= np.float32(factor)
-    return {"mode": "auto", "target_median_luminance": target, "ev": ev,
-            "subject_median_luminance_before": median, "factor": factor, "clamped": factor != wanted}
 
-
-QUALITY_KEYS = ("diffuse_bounces", "glossy_bounces", "transmission_bounces", "transparent_bounces",
-                "env_map_resolution", "light_tree", "denoiser_prepass", "denoiser_prefilter", "denoiser_quality",
-                "clamp_indirect", "persistent_data")
-
-
-def quality_settings(rs) -> dict[str, Any]:
-    """The Cycles quality settings of :class:`synthgen.config.RenderSettings` beyond samples,
-    adaptive threshold, denoise and max bounces (keyword arguments of ``BlenderRenderer.configure``)."""
-    return {k: getattr(rs, k) for k in QUALITY_KEYS}
+    job: Job
+    index: int
+    key: str
+    params: SampleParams
+    camera: dict[str, Any]
+    out: dict[str, Any]
+    subject_id: str
+    subject_record: dict[str, Any]
+    hdri_record: dict[str, Any]
+    coverage: float
+    rejected: list[dict[str, Any]]
+    adaptive: float
+    variation: dict[str, Any]
+    lens: dict[str, Any]
+    blender_version: str
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
@@ -100,17 +102,63 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
     return finish_sample(render_passes(renderer, job, index), out_dir, previews=previews, config_hash=config_hash)
 
 
-def render_passes(renderer, job: Job, index: int) -> dict[str, Any]:
+def _load_subject(renderer, job: Job, p: SampleParams) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """Load the sample's subject into Blender; returns (subject info for framing, subject id, record section)."""
+    cfg = job.config
+    scan = next(s for s in job.scans if s.id == p["scan_id"])
+    info = renderer.load_scan(scan, rest_pose=cfg.pose.enabled, appearance=cfg.appearance.enabled,
+                              keep_animation=cfg.pose.enabled and cfg.pose.source == "animation")
+    cfg_dir = Path(job.config_path).parent
+    rec = {"scan": {"id": scan.id, "file": os.path.relpath(scan.path, cfg_dir),
+                    "scale_applied": info["scale_applied"], "size": scan.size.model_dump(exclude_none=True),
+                    "bbox_min_m": info["bbox_min_m"], "bbox_max_m": info["bbox_max_m"],
+                    "warnings": info["warnings"]}}
+    return info, scan.id, rec
+
+
+def _set_variation(renderer, job: Job, p: SampleParams, info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pose and appearance of the loaded subject; returns (info with posed targets, record sections)."""
+    cfg = job.config
+    variation: dict[str, Any] = {}
+    if cfg.pose.enabled:
+        variation["pose"] = renderer.set_pose(cfg.pose.joints, p["pose"])
+        info = dict(info, target_head_m=renderer.posed_point(info["target_head_m"]),
+                    target_center_m=renderer.posed_point(info["target_center_m"]))
+    if cfg.appearance.enabled:
+        a = p["appearance"]
+        variation["appearance"] = renderer.set_appearance(
+            a["hue"], a["saturation"], a["value"], a["roughness"], a["skin_tone_rgb"],
+            cfg.appearance.subsurface_weight)
+    return info, variation
+
+
+def _setup_view(renderer, job: Job, p: SampleParams, info: dict[str, Any]) -> tuple[dict[str, Any], dict, float]:
+    """HDRI, area lights, camera and Cycles settings of one attempt; returns (camera, HDRI record, adaptive threshold)."""
+    cfg = job.config
+    rs = cfg.render
+    hdri = next(h for h in job.hdris if h.id == p["hdri_id"])
+    renderer.set_hdri(hdri.path, p["hdri_rotation_deg"], p["hdri_strength"])
+    cam = camera_for(job, p, info)
+    if "area_lights" in p:
+        renderer.set_area_lights(p["area_lights"], cam["target_m"].tolist())
+    renderer.set_camera(cam["camera_to_world"], p["focal_length_mm"], p["sensor_width_mm"])
+    # relights of a view must share the mask: adaptive sampling would make it light-dependent
+    adaptive = rs.adaptive_threshold if cfg.relights_per_view == 1 else 0.0
+    renderer.configure(rs.width, rs.height, rs.samples, adaptive, rs.denoise, rs.max_bounces,
+                       **quality_settings(rs))
+    hdri_rec = {"id": hdri.id, "file": os.path.relpath(hdri.path, Path(job.config_path).parent),
+                "rotation_deg": p["hdri_rotation_deg"], "strength": p["hdri_strength"],
+                "background": p["background"]}
+    return cam, hdri_rec, adaptive
+
+
+def render_passes(renderer, job: Job, index: int) -> Rendered:
     """The Blender part of sample ``index``: load the subject, set up the scene and render, re-sampling
     the parameters until the framing fits.
 
     Must run on the process's main thread: Blender's importers and mode switches fail their
     ``poll()`` anywhere else. Everything after it (:func:`finish_sample`) is plain numpy and file
     I/O and may run on another thread, so a worker overlaps writing one sample with rendering the next.
-
-    Returns:
-        an opaque dict for :func:`finish_sample` (job, index, key, parameters, camera, subject
-        info, the passes' arrays, record sections and timings).
 
     Raises:
         FramingError: coverage stayed outside [coverage_min, coverage_max] for every attempt.
@@ -119,39 +167,15 @@ def render_passes(renderer, job: Job, index: int) -> dict[str, Any]:
     from .blender import blender_version
 
     cfg = job.config
-    rs = cfg.render
     key = sample_key(job, index)
     timings = {"setup_s": 0.0, "render_s": 0.0, "write_s": 0.0}
-    rejected = []
-    scans = {s.id: s for s in job.scans}
-    hdris = {h.id: h for h in job.hdris}
-    blender = blender_version()
+    rejected: list[dict[str, Any]] = []
     for attempt in range(cfg.framing.max_resamples + 1):
         t0 = time.perf_counter()
         p = sample_params(job, index, attempt)
-        scan = scans[p["scan_id"]]
-        info = renderer.load_scan(scan, rest_pose=cfg.pose.enabled, appearance=cfg.appearance.enabled,
-                                  keep_animation=cfg.pose.enabled and cfg.pose.source == "animation")
-        variation: dict[str, Any] = {}
-        if cfg.pose.enabled:
-            variation["pose"] = renderer.set_pose(cfg.pose.joints, p["pose"])
-            info = dict(info, target_head_m=renderer.posed_point(info["target_head_m"]),
-                        target_center_m=renderer.posed_point(info["target_center_m"]))
-        if cfg.appearance.enabled:
-            a = p["appearance"]
-            variation["appearance"] = renderer.set_appearance(
-                a["hue"], a["saturation"], a["value"], a["roughness"], a["skin_tone_rgb"],
-                cfg.appearance.subsurface_weight)
-        hdri = hdris[p["hdri_id"]]
-        renderer.set_hdri(hdri.path, p["hdri_rotation_deg"], p["hdri_strength"])
-        cam = camera_for(job, p, info)
-        if "area_lights" in p:
-            renderer.set_area_lights(p["area_lights"], cam["target_m"].tolist())
-        renderer.set_camera(cam["camera_to_world"], p["focal_length_mm"], p["sensor_width_mm"])
-        # relights of a view must share the mask: adaptive sampling would make it light-dependent
-        adaptive = rs.adaptive_threshold if cfg.relights_per_view == 1 else 0.0
-        renderer.configure(rs.width, rs.height, rs.samples, adaptive, rs.denoise, rs.max_bounces,
-                           **quality_settings(rs))
+        info, subject_id, subject_rec = _load_subject(renderer, job, p)
+        info, variation = _set_variation(renderer, job, p, info)
+        cam, hdri_rec, adaptive = _setup_view(renderer, job, p, info)
         timings["setup_s"] += time.perf_counter() - t0
         out = renderer.render(p["cycles_seed"], background_visible=(p["background"] == "visible"),
                               surface_passes=cfg.depth_sensor.enabled)
@@ -165,13 +189,21 @@ def render_passes(renderer, job: Job, index: int) -> dict[str, Any]:
             f"sample {key}: subject coverage stayed outside [{cfg.framing.coverage_min}, "
             f"{cfg.framing.coverage_max}] in {len(rejected)} attempts (last {coverage:.4f}); "
             "check camera.distance_m / subject_fraction and framing.*")
+    r = Rendered(job=job, index=index, key=key, params=p, camera=cam, out=out, subject_id=subject_id,
+                 subject_record=subject_rec, hdri_record=hdri_rec, coverage=coverage, rejected=rejected,
+                 adaptive=adaptive, variation=variation, lens={}, blender_version=blender_version(),
+                 timings=timings)
+    _lens_pass(renderer, r)
+    return r
 
-    realism: dict[str, Any] = {}
-    cr = p.get("camera_realism", {})
+
+def _lens_pass(renderer, r: Rendered) -> None:
+    """One extra Cycles pass for the RGB only, with depth of field and/or motion blur (depth and mask
+    stay the clean pinhole ground truth of the first pass); replaces ``r.out["rgb"]``."""
+    p, cam = r.params, r.camera
+    cr = p.get("camera_realism") or {}
     mb = cr.get("motion_blur")
     if "f_stop" in cr or mb:
-        # one extra pass for the RGB only (depth of field and motion blur together): depth and mask
-        # stay the clean pinhole ground truth of the first pass
         try:
             if "f_stop" in cr:
                 renderer.set_dof(cr["f_stop"], cam["distance_m"])
@@ -182,36 +214,38 @@ def render_passes(renderer, job: Job, index: int) -> dict[str, Any]:
         finally:
             renderer.set_dof(None)
             renderer.clear_motion_blur()
-        timings["render_s"] += lens_out["seconds"]
-        out["rgb"] = lens_out["rgb"]
-    if "f_stop" in cr:
-        realism["dof"] = {"f_stop": cr["f_stop"], "focus_distance_m": cam["distance_m"],
-                          "aperture_diameter_mm": p["focal_length_mm"] / cr["f_stop"], "model": "cycles_thin_lens"}
-    if mb:
-        w, v, T = mb["angular_velocity_deg_s"], mb["translation_velocity_m_s"], mb["shutter_s"]
-        realism["motion_blur"] = {
-            "model": "camera_shake_constant_velocity", "renderer": "cycles_motion_blur",
-            "shutter_s": T, "shutter_position": "centre",
-            "axes": "camera_opencv",
-            "angular_velocity_deg_s": w, "translation_velocity_m_s": v,
-            "angular_speed_deg_s": float(np.linalg.norm(w)), "translation_speed_m_s": float(np.linalg.norm(v)),
-            "rotation_during_exposure_deg": float(np.linalg.norm(w)) * T,
-            "translation_during_exposure_m": float(np.linalg.norm(v)) * T,
-            "centre_blur_px": shake_blur_px(cam["K"], cam["distance_m"], w, v, T),
-        }
-    return {"job": job, "index": index, "key": key, "p": p, "cam": cam, "info": info, "scan": scan,
-            "hdri": hdri, "out": out, "coverage": coverage, "rejected": rejected, "adaptive": adaptive,
-            "variation": variation, "realism": realism, "cr": cr, "blender": blender, "timings": timings}
+        r.timings["render_s"] += lens_out["seconds"]
+        r.out["rgb"] = lens_out["rgb"]
+    r.lens = lens_sections(cr, p["focal_length_mm"], cam["K"], cam["distance_m"])
 
 
-def finish_sample(r: dict[str, Any], out_dir: str | os.PathLike, previews: bool = False,
+def _depth_sensor(r: Rendered) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
+    """The simulated sensor depth member and its record section, when ``depth_sensor.enabled``."""
+    from .depth_sensor import simulate, surface_from_passes
+
+    job, p = r.job, r.params
+    cfg = job.config
+    if not cfg.depth_sensor.enabled:
+        return {}, None
+    ds = cfg.depth_sensor.model_dump(exclude={"enabled"})
+    view, _ = view_of(job, r.index)  # drawn per view: a view's relights share the sensor depth too
+    # albedo and specularity from the pinhole render's colour passes (lighting-independent, so
+    # the relights of a view share them too)
+    albedo, specularity = surface_from_passes(r.out["diffuse_color"], r.out["glossy_color"])
+    z, stats = simulate(r.out["depth"], r.camera["K"], stream(job, view, p["attempt"], Stream.DEPTH_SENSOR),
+                        albedo=albedo, specularity=specularity, **ds)
+    return {"depth_sensor.exr": z}, {"member": "depth_sensor.exr", "model": "synthgen.depth_sensor",
+                                     "surface": "cycles_diffuse_glossy_color", "params": ds, "stats": stats}
+
+
+def finish_sample(r: Rendered, out_dir: str | os.PathLike, previews: bool = False,
                   config_hash: str | None = None) -> dict[str, Any]:
     """Post-process and write a sample rendered by :func:`render_passes` (no Blender call: safe on any thread).
 
     Applies exposure, white balance, sensor noise and the depth-sensor simulation, builds the JSON
     record and writes the sample atomically (record last), plus the preview PNG if ``previews``.
-    ``config_hash`` (default: :func:`synthgen.config.content_hash` of the job) is stored in the
-    record as ``render.config_hash``; a resumed run only accepts samples carrying its own hash.
+    ``config_hash`` (default: :func:`synthgen.render.config.content_hash` of the job) is stored in
+    the record as ``render.config_hash``; a resumed run only accepts samples carrying its own hash.
 
     Returns:
         ``{"key", "record", "timings": {"setup_s", "render_s", "write_s"}, "resamples"}``.
@@ -220,97 +254,20 @@ def finish_sample(r: dict[str, Any], out_dir: str | os.PathLike, previews: bool 
         ContractError: the sample breaks the sample contract.
         OSError: a file cannot be written.
     """
-    job, index, key, p, cam, info, scan, hdri, out, coverage, rejected, adaptive, variation, realism, cr, blender, \
-        timings = (r[k] for k in ("job", "index", "key", "p", "cam", "info", "scan", "hdri", "out", "coverage",
-                                  "rejected", "adaptive", "variation", "realism", "cr", "blender", "timings"))
-    cfg = job.config
-    rs = cfg.render
+    rs = r.job.config.render
+    out = r.out
     t0 = time.perf_counter()
-    exposure = apply_exposure(out["rgb"], out["mask"], rs.auto_exposure, rs.exposure_target, p["exposure_ev"])
-    if "wb_gains_rgb" in cr:
-        out["rgb"] *= np.asarray(cr["wb_gains_rgb"], np.float32)
-        realism["white_balance"] = {"gains_rgb": cr["wb_gains_rgb"]}
-    if "shot_noise_k" in cr:
-        nrng = np.random.default_rng(cr["noise_seed"])
-        x = np.maximum(out["rgb"], 0.0)
-        std = np.sqrt(cr["shot_noise_k"] * x + cr["read_noise_std"] ** 2)
-        out["rgb"] = np.maximum(x + nrng.standard_normal(x.shape).astype(np.float32) * std, 0.0).astype(np.float32)
-        realism["sensor_noise"] = {"model": "poisson_gaussian_approx", "shot_noise_k": cr["shot_noise_k"],
-                                   "read_noise_std": cr["read_noise_std"], "noise_seed": cr["noise_seed"]}
-    cfg_dir = Path(job.config_path).parent
-    record = {
-        "source": "synthetic",
-        "subject_id": scan.id,
-        "camera": {
-            "model": "pinhole",
-            "convention": "opencv",
-            "pixel_centre": "integer",
-            "K": cam["K"].tolist(),
-            "camera_to_world": cam["camera_to_world"].tolist(),
-            "focal_length_mm": p["focal_length_mm"],
-            "sensor_width_mm": p["sensor_width_mm"],
-            "sensor_fit": "horizontal",
-            "fov_x_deg": p["fov_x_deg"],
-            "fov_y_deg": p["fov_y_deg"],
-        },
-        "depth": {"kind": "planar_z", "units": "metres", "metric": True, "invalid_value": 0.0,
-                  "anti_aliased": False},
-        "mask": {"kind": "subject_coverage", "source": "render_alpha", "anti_aliased": True,
-                 "coverage": coverage},
-        "render": {
-            "job": cfg.name,
-            "seed": cfg.seed,
-            "index": index,
-            "attempt": p["attempt"],
-            "resamples": len(rejected),
-            "rejected": rejected,
-            "params": p,
-            "camera": {"target_m": cam["target_m"].tolist(), "distance_m": cam["distance_m"],
-                       "target_mode": cfg.camera.target if isinstance(cfg.camera.target, str) else "point"},
-            "scan": {"id": scan.id, "file": os.path.relpath(scan.path, cfg_dir),
-                     "scale_applied": info["scale_applied"], "size": scan.size.model_dump(exclude_none=True),
-                     "bbox_min_m": info["bbox_min_m"], "bbox_max_m": info["bbox_max_m"],
-                     "warnings": info["warnings"]},
-            "hdri": {"id": hdri.id, "file": os.path.relpath(hdri.path, cfg_dir),
-                     "rotation_deg": p["hdri_rotation_deg"], "strength": p["hdri_strength"],
-                     "effective_strength": p["hdri_strength"] * exposure["factor"],
-                     "background": p["background"]},
-            "exposure": exposure,
-            **variation,
-            **({"camera_realism": realism} if realism else {}),
-            "settings": {"engine": "CYCLES", "device": rs.device, "samples": rs.samples,
-                         "adaptive_threshold": adaptive, "denoise": rs.denoise,
-                         "denoiser": "OPENIMAGEDENOISE" if rs.denoise else None,
-                         "max_bounces": rs.max_bounces, **quality_settings(rs), "cycles_seed": p["cycles_seed"],
-                         "width": rs.width, "height": rs.height},
-            "versions": {"synthgen": __version__, "blender": blender},
-            "config_hash": config_hash or content_hash(job),
-        },
-        "synthgen_version": __version__,
-    }
-    if cfg.relights_per_view > 1:
-        record["render"]["view_id"], record["render"]["relight_id"] = p["view_id"], p["relight_id"]
-        record["render"]["relights_per_view"] = cfg.relights_per_view
-    if "area_lights" in p:
-        record["render"]["area_lights"] = p["area_lights"]
-    extra = {}
-    if cfg.depth_sensor.enabled:
-        from .depth_sensor import simulate, surface_from_passes
-        from .sampling import _rng, view_of
-
-        ds = cfg.depth_sensor.model_dump(exclude={"enabled"})
-        view, _ = view_of(job, index)  # drawn per view: a view's relights share the sensor depth too
-        # albedo and specularity from the pinhole render's colour passes (lighting-independent, so
-        # the relights of a view share them too)
-        albedo, specularity = surface_from_passes(out["diffuse_color"], out["glossy_color"])
-        extra["depth_sensor.exr"], stats = simulate(out["depth"], cam["K"], _rng(cfg.seed, view, 1 + p["attempt"], 4000),
-                                                    albedo=albedo, specularity=specularity, **ds)
-        record["render"]["depth_sensor"] = {"member": "depth_sensor.exr", "model": "synthgen.depth_sensor",
-                                            "surface": "cycles_diffuse_glossy_color", "params": ds, "stats": stats}
-    rec = write_sample(out_dir, key, out["rgb"], out["depth"], out["mask"], record, extra=extra or None)
+    exposure = apply_exposure(out["rgb"], out["mask"], rs.auto_exposure, rs.exposure_target, r.params["exposure_ev"])
+    out["rgb"], sensor = apply_sensor_effects(out["rgb"], r.params.get("camera_realism") or {})
+    realism = {**r.lens, **sensor}
+    record = build_record(r, exposure, realism, config_hash or content_hash(r.job))
+    extra, sensor_rec = _depth_sensor(r)
+    if sensor_rec is not None:
+        record["render"]["depth_sensor"] = sensor_rec
+    rec = write_sample(out_dir, r.key, out["rgb"], out["depth"], out["mask"], record, extra=extra or None)
     if previews:
         from .preview import save_preview
 
-        save_preview(Path(out_dir) / "_meta" / "previews" / f"{key}.png", out["rgb"], out["depth"], out["mask"])
-    timings["write_s"] = time.perf_counter() - t0
-    return {"key": key, "record": rec, "timings": timings, "resamples": len(rejected)}
+        save_preview(Path(out_dir) / "_meta" / "previews" / f"{r.key}.png", out["rgb"], out["depth"], out["mask"])
+    r.timings["write_s"] = time.perf_counter() - t0
+    return {"key": r.key, "record": rec, "timings": r.timings, "resamples": len(r.rejected)}

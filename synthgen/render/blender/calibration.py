@@ -53,6 +53,33 @@ def render_calibration(renderer, width: int = 320, height: int = 240, surface_pa
 
     drop()
     renderer.configure(width, height, samples=1, adaptive_threshold=0, denoise=False, max_bounces=0)
+    x0, strip_w = _build_scene(bpy, material)
+    c2w = look_at(np.array([0.0, -0.3, 0.0]), np.array([0.0, 1.0, -0.3]))
+    f_mm = 36.0 / (2 * np.tan(np.radians(58.0) / 2))
+    renderer.set_camera(c2w, f_mm, 36.0)
+    try:
+        out = renderer.render(seed=1, background_visible=False, surface_passes=surface_passes)
+    finally:
+        drop()
+    K = intrinsics(f_mm, 36.0, width, height)
+    res: dict[str, Any] = {"depth": out["depth"], "K": K}
+    if surface_passes:
+        res["albedo"], res["specularity"] = surface_from_passes(out["diffuse_color"], out["glossy_color"])
+        # strip index from the back-projected wall points (plane y = 4.5 in world)
+        H, W = out["depth"].shape
+        v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+        z = out["depth"].astype(np.float64)
+        Pc = np.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z, np.ones_like(z)], -1)
+        Pw = Pc @ c2w.T
+        on_wall = (z > 0) & (np.abs(Pw[..., 1] - 4.5) < 0.02)
+        idx = np.floor((Pw[..., 0] - x0) / strip_w).astype(int)
+        res["strips"] = np.where(on_wall & (idx >= 0) & (idx < len(CALIBRATION_STRIP_ALBEDOS)), idx, -1).astype(np.int8)
+    return res
+
+
+def _build_scene(bpy, material) -> tuple[float, float]:
+    """Add the calibration scene's objects (named ``calib_*``); returns the wall strips' left edge
+    ``x0`` and width (metres)."""
     grey = material("grey", (0.5, 0.5, 0.5))
     n_strips = len(CALIBRATION_STRIP_ALBEDOS)
     strip_w = 0.9
@@ -82,24 +109,4 @@ def render_calibration(renderer, width: int = 320, height: int = 240, surface_pa
         o.data.materials.append(mat)
         if smooth:
             bpy.ops.object.shade_smooth()
-    c2w = look_at(np.array([0.0, -0.3, 0.0]), np.array([0.0, 1.0, -0.3]))
-    f_mm = 36.0 / (2 * np.tan(np.radians(58.0) / 2))
-    renderer.set_camera(c2w, f_mm, 36.0)
-    try:
-        out = renderer.render(seed=1, background_visible=False, surface_passes=surface_passes)
-    finally:
-        drop()
-    K = intrinsics(f_mm, 36.0, width, height)
-    res: dict[str, Any] = {"depth": out["depth"], "K": K}
-    if surface_passes:
-        res["albedo"], res["specularity"] = surface_from_passes(out["diffuse_color"], out["glossy_color"])
-        # strip index from the back-projected wall points (plane y = 4.5 in world)
-        H, W = out["depth"].shape
-        v, u = np.mgrid[0:H, 0:W].astype(np.float64)
-        z = out["depth"].astype(np.float64)
-        Pc = np.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z, np.ones_like(z)], -1)
-        Pw = Pc @ c2w.T
-        on_wall = (z > 0) & (np.abs(Pw[..., 1] - 4.5) < 0.02)
-        idx = np.floor((Pw[..., 0] - x0) / strip_w).astype(int)
-        res["strips"] = np.where(on_wall & (idx >= 0) & (idx < n_strips), idx, -1).astype(np.int8)
-    return res
+    return x0, strip_w

@@ -101,28 +101,45 @@ class ScanMixin:
         cache_key = (asset.id, rest_pose, appearance, keep_animation and rest_pose)
         if self.scan_info is not None and self._cache_key == cache_key:
             return self.scan_info
-        bpy = self.bpy
         self.clear_scan()
-        new = self._import(asset.path)
-        warnings: list[str] = []
-        import fnmatch
-
-        drop = [o for o in new if o.type in ("CAMERA", "LIGHT")  # they would change the render
-                or any(fnmatch.fnmatch(o.name.lower(), pat.lower()) for pat in asset.exclude_objects)]
-        new = [o for o in new if o not in drop]
-        for o in drop:
-            for ch in o.children:
-                ch.parent = o.parent
-            bpy.data.objects.remove(o, do_unlink=True)
+        new = self._drop_excluded(self._import(asset.path), asset.exclude_objects)
         meshes = [o for o in new if o.type == "MESH" and not o.hide_render]
         if not meshes:
             for o in new:
-                bpy.data.objects.remove(o, do_unlink=True)
+                self.bpy.data.objects.remove(o, do_unlink=True)
             raise ScanImportError(f"{asset.path}: the file contains no renderable mesh")
-        root = bpy.data.objects.new(f"subject_root_{asset.id}", None)
+        root = self._adopt_subject(asset.id, new, meshes)
+        if rest_pose:
+            self._rest_pose(keep_animation)
+        warnings = self._setup_materials(asset, meshes)
+        self._hsv_nodes, self._bsdfs, self._skin_bsdfs = [], [], []
+        if appearance:
+            self._setup_appearance(meshes)
+        scale = self._place(root, asset)
+        self._finish_subject(asset.id, scale, asset.head_height_m, warnings, cache_key)
+        return self.scan_info
+
+    def _drop_excluded(self, new: list[Any], patterns: list[str]) -> list[Any]:
+        """Remove imported cameras and lights (they would change the render) and objects matching
+        ``patterns`` (fnmatch, case-insensitive); their children move to their parent."""
+        import fnmatch
+
+        drop = [o for o in new if o.type in ("CAMERA", "LIGHT")
+                or any(fnmatch.fnmatch(o.name.lower(), pat.lower()) for pat in patterns)]
+        for o in drop:
+            for ch in o.children:
+                ch.parent = o.parent
+            self.bpy.data.objects.remove(o, do_unlink=True)
+        return [o for o in new if o not in drop]
+
+    def _adopt_subject(self, subject_id: str, new: list[Any], meshes: list[Any]) -> Any:
+        """Make ``new`` objects the current subject: parented under an empty ``subject_root`` below a
+        pivot at the world origin (subject yaw rotates the x = y = 0 centred subject in place);
+        returns the root."""
+        bpy = self.bpy
+        root = bpy.data.objects.new(f"subject_root_{subject_id}", None)
         self.scene.collection.objects.link(root)
-        # pivot at the world origin: subject yaw rotates the (x = y = 0 centred) subject in place
-        pivot = bpy.data.objects.new(f"subject_pivot_{asset.id}", None)
+        pivot = bpy.data.objects.new(f"subject_pivot_{subject_id}", None)
         self.scene.collection.objects.link(pivot)
         root.parent = pivot
         for o in new:
@@ -134,19 +151,22 @@ class ScanMixin:
         self._armatures = [o for o in new if o.type == "ARMATURE"]
         for o in new:  # frozen in a motion-blur pass: only the camera moves (see set_motion_blur)
             o.cycles.use_motion_blur = False
-        if rest_pose:
-            for arm in self._armatures:
-                if keep_animation:
-                    self._pose_actions += [(arm, a) for a in _pose_actions_of(arm)]
-                arm.animation_data_clear()
-                for pb in arm.pose.bones:
-                    pb.matrix_basis.identity()
-            bpy.context.view_layer.update()
-        warnings += self._setup_materials(asset, meshes)
-        self._hsv_nodes, self._bsdfs, self._skin_bsdfs = [], [], []
-        if appearance:
-            self._setup_appearance(meshes)
+        return root
 
+    def _rest_pose(self, keep_animation: bool) -> None:
+        """Clear the rigs' animation (keeping their pose actions for ``animation`` poses if asked)
+        and put every bone in its rest pose."""
+        for arm in self._armatures:
+            if keep_animation:
+                self._pose_actions += [(arm, a) for a in _pose_actions_of(arm)]
+            arm.animation_data_clear()
+            for pb in arm.pose.bones:
+                pb.matrix_basis.identity()
+        self.bpy.context.view_layer.update()
+
+    def _place(self, root: Any, asset: ScanAsset) -> float:
+        """Scale ``root`` uniformly by the scan's size rule and centre it on x = y = 0 standing on z = 0;
+        returns the scale (file units -> metres)."""
         verts = self.mesh_vertices_world()
         lo, hi = verts.min(0), verts.max(0)
         if asset.size.height_m is not None:
@@ -160,18 +180,25 @@ class ScanMixin:
             scale = float(asset.size.scale)
         root.scale = (scale, scale, scale)
         root.location = (-scale * (lo[0] + hi[0]) / 2, -scale * (lo[1] + hi[1]) / 2, -scale * lo[2])
-        bpy.context.view_layer.update()
+        self.bpy.context.view_layer.update()
+        return float(scale)
+
+    def _finish_subject(self, subject_id: str, scale: float, head_height_m: float, warnings: list[str],
+                        cache_key: Any, head_top_m: float | None = None) -> None:
+        """Measure the placed subject into :attr:`scan_info` (bounding box, head target region of
+        ``head_height_m`` below the top, or below ``head_top_m`` when given) and remember the rest pose."""
         verts = self.mesh_vertices_world()
         lo, hi = verts.min(0), verts.max(0)
-        head_h = min(asset.head_height_m, float(hi[2] - lo[2]))
-        head = verts[verts[:, 2] >= hi[2] - head_h]
+        top = hi[2] if head_top_m is None else head_top_m
+        head_h = min(head_height_m, float(top - lo[2]))
+        head = verts[(verts[:, 2] >= top - head_h) & (verts[:, 2] <= top + 1e-6)]
         hlo, hhi = head.min(0), head.max(0)
         self.scan_info = {
-            "id": asset.id,
+            "id": subject_id,
             "scale_applied": float(scale),
             "bbox_min_m": lo.tolist(),
             "bbox_max_m": hi.tolist(),
-            "target_head_m": [float((hlo[0] + hhi[0]) / 2), float((hlo[1] + hhi[1]) / 2), float(hi[2] - head_h / 2)],
+            "target_head_m": [float((hlo[0] + hhi[0]) / 2), float((hlo[1] + hhi[1]) / 2), float(top - head_h / 2)],
             "target_center_m": ((lo + hi) / 2).tolist(),
             "head_region_height_m": float(head_h),
             "num_vertices": int(len(verts)),
@@ -184,7 +211,6 @@ class ScanMixin:
         self._rest_armature_world = {a.name: np.array(a.matrix_world) for a in self._armatures}
         for w in warnings:
             log.warning("%s", w)
-        return self.scan_info
 
     def mesh_vertices_world(self) -> np.ndarray:
         """(N, 3) float64 world-space vertices of the loaded scan (evaluated: modifiers, armature)."""
