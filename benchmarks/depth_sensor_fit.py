@@ -3,15 +3,15 @@
 Real frames: ``tests/fixtures/sensor_fit`` (``frames.json``: TUM RGB-D fr1/xyz PNG and slambook2 PGM
 depth, three of them with their registered colour frame). Every statistic is computed with the same
 estimator on the real frames and on the simulation of a rendered calibration scene
-(:func:`synthgen.render.depth_sensor.render_calibration`, 640×480 like the Kinect). Fitted, in order:
+(:func:`synthgen.rendering.depth_sensor.render_calibration`, 640×480 like the Kinect). Fitted, in order:
 
 1. noise ``sigma = a + b z²``: weighted least squares over per-depth-bin noise estimates
-   (:func:`synthgen.render.depth_sensor.noise_vs_depth`, bins below 5 m), pooled over the six depth frames;
-2. dark holes: hole rate versus albedo (:func:`~synthgen.render.depth_sensor.hole_rate_vs_albedo`, interior
+   (:func:`synthgen.rendering.depth_sensor.noise_vs_depth`, bins below 5 m), pooled over the six depth frames;
+2. dark holes: hole rate versus albedo (:func:`~synthgen.rendering.depth_sensor.hole_rate_vs_albedo`, interior
    pixels at 0.5–3 m) of the three RGB-D frames, albedo from the colour frame
-   (:func:`~synthgen.render.depth_sensor.albedo_proxy`), fitted by :func:`~synthgen.render.depth_sensor.fit_dark`
+   (:func:`~synthgen.rendering.depth_sensor.albedo_proxy`), fitted by :func:`~synthgen.rendering.depth_sensor.fit_dark`
    -> ``base_dropout``, ``dark_hole_prob``, ``dark_albedo``, ``dark_power``;
-3. grazing holes: hole rate versus incidence angle (:func:`~synthgen.render.depth_sensor.hole_rate_vs_incidence`:
+3. grazing holes: hole rate versus incidence angle (:func:`~synthgen.rendering.depth_sensor.hole_rate_vs_incidence`:
    holes get the incidence of a plane fitted to the valid depth around them). Because that
    estimator loses large hole areas, the model is not fitted to the real curve directly but through
    the simulator: ``grazing_deg`` and ``grazing_width_deg`` are chosen on a grid so that the same
@@ -39,11 +39,11 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from synthgen.render.blender import BlenderRenderer  # noqa: E402
-from synthgen.render.config import DepthSensorConfig  # noqa: E402
-from synthgen.render.blender.calibration import render_calibration  # noqa: E402
-from synthgen.render.depth_sensor import hole_statistics, interior, simulate  # noqa: E402
-from synthgen.render.sensor_fit import (CALIBRATION_STRIP_ALBEDOS, capture_statistics, fit_dark, fit_sigma,  # noqa: E402
+from synthgen.rendering.blender import BlenderRenderer  # noqa: E402
+from synthgen.rendering.config import DepthSensorConfig  # noqa: E402
+from synthgen.rendering.blender.calibration import render_calibration  # noqa: E402
+from synthgen.rendering.depth_sensor import hole_statistics, interior, simulate  # noqa: E402
+from synthgen.rendering.sensor_fit import (CALIBRATION_STRIP_ALBEDOS, capture_statistics, fit_dark, fit_sigma,  # noqa: E402
                                        hole_rate_vs_incidence, noise_vs_depth, sensor_fit_frames)
 
 

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from synthgen.render.config import resolve_job
+from synthgen.rendering.config import resolve_job
 from synthgen.contract import read_sample
-from synthgen.render.sampling import sample_key
+from synthgen.rendering.sampling import sample_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,7 +92,7 @@ def psnr(a: np.ndarray, b: np.ndarray, sel: np.ndarray | None = None) -> float:
 
 
 def render_one(renderer, config: str, base: dict, settings: dict, index: int, out: Path):
-    from synthgen.render.worker import render_sample
+    from synthgen.rendering.worker import render_sample
 
     job = resolve_job(config, {**base, **{f"render.{k}": v for k, v in settings.items()}})
     c0, w0 = time.process_time(), time.perf_counter()
@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--candidate", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                     help="an extra candidate of render.* settings, e.g. fast:samples=32,denoiser_prefilter=fast")
     args = ap.parse_args()
-    from synthgen.render.blender import BlenderRenderer
+    from synthgen.rendering.blender import BlenderRenderer
 
     indices = [int(x) for x in args.indices.split(",")]
     base = {"render.width": args.width, "render.height": args.width, "output.previews": False,
@@ -178,7 +178,7 @@ def main() -> None:
                 job = resolve_job(args.config, {**base, "num_samples": n,
                                                 **{f"render.{k}": v for k, v in chosen.items()},
                                                 "render.persistent_data": persistent})
-                from synthgen.render.worker import render_sample
+                from synthgen.rendering.worker import render_sample
 
                 r = BlenderRenderer(threads=args.threads)
                 c0, w0 = time.process_time(), time.perf_counter()

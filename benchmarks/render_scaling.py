@@ -16,8 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from synthgen.render.config import resolve_job
-from synthgen.render.driver import run_render
+from synthgen.rendering.config import resolve_job
+from synthgen.rendering.driver import run_render
 
 ROOT = Path(__file__).resolve().parent.parent
 

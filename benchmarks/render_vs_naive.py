@@ -31,15 +31,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from synthgen.render.config import resolve_job
-from synthgen.render.driver import run_render
+from synthgen.rendering.config import resolve_job
+from synthgen.rendering.driver import run_render
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def naive(job, out: Path, n: int) -> float:
-    from synthgen.render.blender import BlenderRenderer
-    from synthgen.render.worker import render_sample
+    from synthgen.rendering.blender import BlenderRenderer
+    from synthgen.rendering.worker import render_sample
 
     t0 = time.perf_counter()
     for i in range(n):

@@ -20,12 +20,12 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from synthgen.render.blender import BlenderRenderer  # noqa: E402
-from synthgen.render.config import resolve_job  # noqa: E402
+from synthgen.rendering.blender import BlenderRenderer  # noqa: E402
+from synthgen.rendering.config import resolve_job  # noqa: E402
 from synthgen.contract import member_path, read_sample  # noqa: E402
 from synthgen.exr import read_exr  # noqa: E402
-from synthgen.render.preview import colourise_depth, srgb_encode  # noqa: E402
-from synthgen.render.worker import render_sample  # noqa: E402
+from synthgen.rendering.preview import colourise_depth, srgb_encode  # noqa: E402
+from synthgen.rendering.worker import render_sample  # noqa: E402
 
 
 def main() -> None:

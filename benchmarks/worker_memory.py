@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from synthgen.render.config import resolve_job
+from synthgen.rendering.config import resolve_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,8 +35,8 @@ def main() -> None:
     ap.add_argument("--switch-every", type=int, default=25)
     ap.add_argument("--warmup", type=int, default=30)
     args = ap.parse_args()
-    from synthgen.render.blender import BlenderRenderer
-    from synthgen.render.worker import render_sample
+    from synthgen.rendering.blender import BlenderRenderer
+    from synthgen.rendering.worker import render_sample
 
     job = resolve_job(args.config, {"num_samples": args.renders, "render.samples": 1})
     r = BlenderRenderer(threads=1)

@@ -16,7 +16,7 @@ import sys
 from . import __version__
 
 SUBCOMMANDS = [
-    "synthgen.render.cli",
+    "synthgen.rendering.cli",
     "synthgen.ingest.cli",
     "synthgen.qa",
     "synthgen.shard.cli",

@@ -1,6 +1,6 @@
 """Tiny sample stores for the shard tests, written with the real contract writer (real OpenEXR files).
 
-Records copy the shape of real ones: synthetic records as written by synthgen.render.worker (camera in
+Records copy the shape of real ones: synthetic records as written by synthgen.rendering.worker (camera in
 OpenCV convention, render section with params/scan/hdri), real ones with a capture section.
 """
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 
 from synthgen.camera import focal_from_fov, fov_from_focal, intrinsics, look_at, orbit_position, project
-from synthgen.render.config import resolve_job
-from synthgen.render.sampling import plan, sample_key, sample_params
+from synthgen.rendering.config import resolve_job
+from synthgen.rendering.sampling import plan, sample_key, sample_params
 
 from conftest import SMOKE
 
@@ -64,7 +64,7 @@ def test_half_float_rgb_saturates_instead_of_overflowing(tmp_path):
 
 
 def test_auto_exposure_factor_is_clamped():
-    from synthgen.render.worker import apply_exposure
+    from synthgen.rendering.worker import apply_exposure
 
     rgb = np.full((8, 8, 3), 1e-6, np.float32)
     e = apply_exposure(rgb, np.ones((8, 8)), True, 0.2, 0.0)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from synthgen.cli import main
-from synthgen.render.config import RenderConfig, resolve_job
+from synthgen.rendering.config import RenderConfig, resolve_job
 from synthgen.distributions import Choice, LogUniform, Normal, Uniform
 
 from conftest import ROOT, SMOKE

@@ -98,8 +98,8 @@ def _write_obj_ply(folder: Path) -> tuple[Path, Path]:
 def test_every_scene_subject_and_obj_ply_render_through_cli(tmp_path: Path):
     """One job holding every subject in scenes/ (rigged FBX and glTF posed) plus an OBJ and a PLY scan:
     one sample of each renders through the CLI on Ray, with nothing quarantined."""
-    from synthgen.render.config import resolve_job
-    from synthgen.render.sampling import scan_for
+    from synthgen.rendering.config import resolve_job
+    from synthgen.rendering.sampling import scan_for
 
     obj, ply = _write_obj_ply(tmp_path)
     scenes = ROOT / "scenes"

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from synthgen.camera import shake_blur_px, shake_pose
-from synthgen.render.config import ConfigError, ScanAsset, ScanSize, resolve_job
+from synthgen.rendering.config import ConfigError, ScanAsset, ScanSize, resolve_job
 from synthgen.contract import member_path, read_sample
-from synthgen.render.sampling import pose_params, sample_params
+from synthgen.rendering.sampling import pose_params, sample_params
 
 from conftest import ROOT
 
@@ -43,7 +43,7 @@ def _config(tmp_path, name="mo", **over):
 @pytest.fixture
 def renderer():
     """A fresh renderer per test (factory settings), so a test's reference renders start clean."""
-    from synthgen.render.blender import BlenderRenderer
+    from synthgen.rendering.blender import BlenderRenderer
 
     return BlenderRenderer(threads=2)
 
@@ -71,7 +71,7 @@ def _centroid(rgb):
 # ------------------------------------------------------------------ motion blur
 
 def test_motion_blur_blurs_rgb_only_and_leaves_no_trace(renderer, tmp_path):
-    from synthgen.render.worker import render_sample
+    from synthgen.rendering.worker import render_sample
 
     plain = _config(tmp_path)
     shaky = _config(tmp_path, name="shaky", camera_realism={
@@ -112,7 +112,7 @@ def test_motion_blur_blurs_rgb_only_and_leaves_no_trace(renderer, tmp_path):
 def test_dof_and_motion_blur_share_one_extra_pass(renderer, tmp_path):
     """DOF + motion blur: one clean pass (depth, mask) plus a single RGB pass; both recorded; the
     animated CesiumMan keeps still during the shutter (only the camera moves)."""
-    from synthgen.render.worker import render_sample
+    from synthgen.rendering.worker import render_sample
 
     job = _config(tmp_path, scans=[{"id": "cesium", "path": str(CESIUM), "size": {"height_m": 1.75},
                                     "exclude_objects": ["Icosphere"]}],

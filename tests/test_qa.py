@@ -263,10 +263,10 @@ def test_synthetic_and_real_side_by_side(mixed_report):
 def write_sensor_synth(store, key, seed, w=96, h=80):
     """A synthetic sample with a simulated sensor depth: a head (ellipse, 0.6-0.7 m) in front of a
     floor-like plane whose depth grows from 0.8 m (bottom row) to 3.5 m (top row), and
-    ``depth_sensor.exr`` from :func:`synthgen.render.depth_sensor.simulate` with the default (fitted) model
+    ``depth_sensor.exr`` from :func:`synthgen.rendering.depth_sensor.simulate` with the default (fitted) model
     and a dark lower half (albedo 0.02) to exercise the dark holes. Returns (record, sensor depth)."""
-    from synthgen.render.config import DepthSensorConfig
-    from synthgen.render.depth_sensor import simulate
+    from synthgen.rendering.config import DepthSensorConfig
+    from synthgen.rendering.depth_sensor import simulate
 
     rgb, head, mask = synth_arrays(seed, w, h)
     rows = np.linspace(3.5, 0.8, h, dtype=np.float32)[:, None]
@@ -276,7 +276,7 @@ def write_sensor_synth(store, key, seed, w=96, h=80):
     albedo = np.where(np.arange(h)[:, None] >= h // 2, 0.02, 0.5) * np.ones((h, w), np.float32)
     zs, stats = simulate(depth, np.asarray(rec["camera"]["K"]), np.random.default_rng(seed), albedo=albedo,
                          specularity=np.zeros((h, w), np.float32), **params)
-    rec["render"]["depth_sensor"] = {"member": "depth_sensor.exr", "model": "synthgen.render.depth_sensor",
+    rec["render"]["depth_sensor"] = {"member": "depth_sensor.exr", "model": "synthgen.rendering.depth_sensor",
                                      "params": params, "stats": stats}
     return write_sample(store, key, rgb, depth, mask, rec, extra={"depth_sensor.exr": zs}), zs
 
@@ -292,8 +292,8 @@ def sensor_report(tmp_path_factory, real_store):
 
 
 def test_depth_sensor_section_simulated_vs_real(sensor_report):
-    from synthgen.render.config import DepthSensorConfig
-    from synthgen.render.sensor_fit import fit_sigma, noise_vs_depth
+    from synthgen.rendering.config import DepthSensorConfig
+    from synthgen.rendering.sensor_fit import fit_sigma, noise_vs_depth
 
     out, rc, log, store, sims = sensor_report
     assert rc == 0, log  # the extra member changes no gate

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from synthgen.camera import intrinsics, look_at, project
-from synthgen.render.config import resolve_job
+from synthgen.rendering.config import resolve_job
 from synthgen.contract import read_sample, verify_sample
 
 from conftest import SMOKE
@@ -19,7 +19,7 @@ bpy = pytest.importorskip("bpy")
 
 @pytest.fixture(scope="module")
 def renderer():
-    from synthgen.render.blender import BlenderRenderer
+    from synthgen.rendering.blender import BlenderRenderer
 
     return BlenderRenderer(threads=2)
 
@@ -85,7 +85,7 @@ def test_sphere_depth_at_centre_pixel(renderer):
 @pytest.fixture(scope="module")
 def head_sample(renderer, tmp_path_factory):
     """One 128×128 render of the LeePerrySmith head, written through the contract."""
-    from synthgen.render.worker import render_sample
+    from synthgen.rendering.worker import render_sample
 
     _primitive_scene(renderer)
     job = resolve_job(SMOKE, {"render.width": 128, "render.height": 128, "render.samples": 8,
@@ -182,7 +182,7 @@ def _tiny_job(**overrides):
 @pytest.mark.parametrize("ext", [".obj", ".ply", ".gltf"])
 def test_imports_obj_ply_gltf_and_normalises_them(renderer, tmp_path, ext):
     """Export the head scan to another format with Blender, then load it like a user's scan."""
-    from synthgen.render.config import ScanAsset, ScanSize
+    from synthgen.rendering.config import ScanAsset, ScanSize
 
     job = _tiny_job()
     lps = job.scans[0]
@@ -205,7 +205,7 @@ def test_imports_obj_ply_gltf_and_normalises_them(renderer, tmp_path, ext):
 
 
 def test_unit_size_rule_records_scale(renderer):
-    from synthgen.render.config import ScanSize
+    from synthgen.rendering.config import ScanSize
 
     asset = _tiny_job().scans[0].model_copy(update={"id": "lps_cm", "size": ScanSize(unit="cm")})
     info = renderer.load_scan(asset)
@@ -214,7 +214,7 @@ def test_unit_size_rule_records_scale(renderer):
 
 
 def test_missing_texture_warns_and_uses_neutral_material(renderer, tmp_path, caplog):
-    from synthgen.render.worker import render_sample
+    from synthgen.rendering.worker import render_sample
 
     job = _tiny_job(num_samples=1)
     job.scans[0] = job.scans[0].model_copy(update={"id": "lps_missing_tex", "texture": str(tmp_path / "nope.jpg")})
@@ -228,7 +228,7 @@ def test_missing_texture_warns_and_uses_neutral_material(renderer, tmp_path, cap
 
 
 def test_transparent_background_and_fov_spec(renderer, tmp_path):
-    from synthgen.render.worker import render_sample
+    from synthgen.rendering.worker import render_sample
 
     job = _tiny_job(**{"num_samples": 1, "hdris.background": "transparent",
                        "camera.focal_length_mm": None, "camera.fov_deg": 40})
@@ -244,14 +244,14 @@ def test_transparent_background_and_fov_spec(renderer, tmp_path):
 
 
 def test_framing_resamples_are_counted(renderer, tmp_path):
-    from synthgen.render.worker import FramingError, render_sample
+    from synthgen.rendering.worker import FramingError, render_sample
 
     job = _tiny_job(**{"num_samples": 20, "framing.coverage_min": 0.15, "framing.coverage_max": 1.0,
                        "camera.subject_fraction": {"dist": "choice", "values": [0.05, 0.9]}})
     job.scans = job.scans[:1]
     found = None
     for i in range(20):
-        from synthgen.render.sampling import sample_params
+        from synthgen.rendering.sampling import sample_params
 
         if sample_params(job, i, 0)["subject_fraction"] == 0.05:  # first attempt is far too small
             found = i
@@ -287,7 +287,7 @@ def test_quality_settings_reach_cycles_and_the_record(renderer, tmp_path):
                               "render.diffuse_bounces": 2, "render.glossy_bounces": 1,
                               "render.env_map_resolution": 512, "render.light_tree": False,
                               "render.denoise": True, "render.denoiser_prepass": "albedo"})
-    from synthgen.render.worker import render_sample
+    from synthgen.rendering.worker import render_sample
 
     rec = render_sample(renderer, job, 0, tmp_path)["record"]
     c = bpy.context.scene.cycles
@@ -307,7 +307,7 @@ def test_gpu_device_without_a_gpu_raises_a_clear_error():
     the error names the setting and the backend. On a machine with a GPU, the renderer uses it."""
     import shutil as _sh
 
-    from synthgen.render.blender import BlenderRenderer, GpuUnavailableError
+    from synthgen.rendering.blender import BlenderRenderer, GpuUnavailableError
 
     if _sh.which("nvidia-smi"):
         r = BlenderRenderer(threads=1, device="gpu", gpu_backend="cuda")

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import yaml
 
-from synthgen.render.config import ConfigError, DepthSensorConfig, ScanAsset, ScanSize, resolve_job
+from synthgen.rendering.config import ConfigError, DepthSensorConfig, ScanAsset, ScanSize, resolve_job
 from synthgen.contract import member_path, read_sample, verify_sample, write_sample
 from synthgen.camera import look_at
-from synthgen.render.blender.calibration import render_calibration
-from synthgen.render.depth_sensor import hole_statistics, interior, simulate
-from synthgen.render.sensor_fit import (CALIBRATION_STRIP_ALBEDOS, capture_statistics, fit_dark, fit_sigma,
+from synthgen.rendering.blender.calibration import render_calibration
+from synthgen.rendering.depth_sensor import hole_statistics, interior, simulate
+from synthgen.rendering.sensor_fit import (CALIBRATION_STRIP_ALBEDOS, capture_statistics, fit_dark, fit_sigma,
                                        hole_rate_vs_incidence, noise_vs_depth, sensor_fit_frames)
-from synthgen.render.sampling import appearance_params, plan, pose_params, sample_params, view_of
+from synthgen.rendering.sampling import appearance_params, plan, pose_params, sample_params, view_of
 
 from conftest import ROOT
 
@@ -46,7 +46,7 @@ def _config(tmp_path, **over):
 
 @pytest.fixture(scope="module")
 def renderer():
-    from synthgen.render.blender import BlenderRenderer
+    from synthgen.rendering.blender import BlenderRenderer
 
     return BlenderRenderer(threads=2)
 
@@ -112,7 +112,7 @@ def test_unrigged_scan_gets_subject_yaw(renderer, tmp_path):
 
 
 def test_relights_share_depth_and_mask_and_differ_in_rgb(renderer, tmp_path):
-    from synthgen.render.worker import render_sample
+    from synthgen.rendering.worker import render_sample
 
     job = _config(tmp_path, relights_per_view=3, num_samples=3, pose={"enabled": True, "subject_yaw_deg": {"dist": "uniform", "low": -20, "high": 20}},
                   appearance={"enabled": True}, area_lights={"count": 1},
@@ -333,7 +333,7 @@ def test_write_sample_extra_member_is_backward_compatible(tmp_path):
 
 
 def test_camera_realism_keeps_clean_ground_truth(renderer, tmp_path):
-    from synthgen.render.worker import render_sample
+    from synthgen.rendering.worker import render_sample
 
     plain = _config(tmp_path, render={"width": 40, "height": 40, "samples": 4, "adaptive_threshold": 0,
                                       "denoise": False, "max_bounces": 1, "auto_exposure": False})

@@ -308,7 +308,7 @@ class _SensorGroup:
                  "hist_subject", "hist_all", "noise_sq", "noise_n")
 
     def __init__(self, source: str, sensor: str):
-        from ..render.sensor_fit import NOISE_EDGES_M
+        from ..rendering.sensor_fit import NOISE_EDGES_M
 
         self.source, self.sensor = source, sensor
         self.samples = 0
@@ -336,7 +336,7 @@ class DepthSensorTally:
         self.n_unusable = 0
 
     def add(self, d: Decoded, fields: dict[str, Any]) -> None:
-        from ..render.sensor_fit import noise_moments
+        from ..rendering.sensor_fit import noise_moments
 
         if d.depth is None:
             return
@@ -387,7 +387,7 @@ class DepthSensorTally:
         histograms, noise-vs-depth bins ``[{"z_m", "sigma_m", "pixels"}]`` with at least ``min_count``
         pixels, the ``sigma = a + b z²`` fit through them), ``model`` (the most common synthetic
         sensor parameters) and the unusable ``depth_sensor.exr`` members."""
-        from ..render.sensor_fit import NOISE_EDGES_M, fit_sigma, sigma_from_moments
+        from ..rendering.sensor_fit import NOISE_EDGES_M, fit_sigma, sigma_from_moments
 
         groups = []
         for (src, sensor), g in sorted(self.groups.items(), key=lambda kv: (kv[0][0] != "synthetic", kv[0])):

@@ -272,6 +272,6 @@ class Job(BaseModel):
 
 
 
-# loading lives in .loading (it needs the models above); re-exported for `from synthgen.render.config import ...`
+# loading lives in .loading (it needs the models above); re-exported for `from synthgen.rendering.config import ...`
 from .loading import (RUN_ONLY_KEYS, content_hash, format_validation_error, load_yaml,  # noqa: E402,F401
                       resolve_job, set_override)

@@ -1,4 +1,4 @@
-"""Rendering: config → sampled parameters → Blender on Ray workers → a sample store.
+"""``synthgen render``: config → sampled parameters → Blender on Ray workers → a sample store.
 
 Modules (data flow order): :mod:`.config` (the job: YAML, validation, assets, config hash),
 :mod:`.sampling` (per-sample parameters from named random streams), :mod:`.driver` (a run on Ray:

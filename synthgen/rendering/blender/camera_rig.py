@@ -18,7 +18,7 @@ BACKGROUND_Z = 1e9  # Cycles writes 1e10 for background; anything beyond this is
 
 
 class CameraMixin:
-    """Methods of :class:`synthgen.render.blender.BlenderRenderer` (a mixin: it uses the renderer's ``bpy``, ``scene`` and subject state)."""
+    """Methods of :class:`synthgen.rendering.blender.BlenderRenderer` (a mixin: it uses the renderer's ``bpy``, ``scene`` and subject state)."""
 
     def set_camera(self, c2w_cv: np.ndarray, f_mm: float, sensor_width_mm: float) -> None:
         """Place the camera from an OpenCV camera-to-world 4×4 (metres), focal length and sensor width (mm)."""

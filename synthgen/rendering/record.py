@@ -15,7 +15,7 @@ QUALITY_KEYS = ("diffuse_bounces", "glossy_bounces", "transmission_bounces", "tr
 
 
 def quality_settings(rs) -> dict[str, Any]:
-    """The Cycles quality settings of :class:`synthgen.render.config.RenderSettings` beyond samples,
+    """The Cycles quality settings of :class:`synthgen.rendering.config.RenderSettings` beyond samples,
     adaptive threshold, denoise and max bounces (keyword arguments of ``BlenderRenderer.configure``)."""
     return {k: getattr(rs, k) for k in QUALITY_KEYS}
 
@@ -38,7 +38,7 @@ def settings_record(rs, adaptive: float, cycles_seed: int) -> dict[str, Any]:
 
 
 def build_record(r, exposure: dict[str, Any], realism: dict[str, Any], config_hash: str) -> dict[str, Any]:
-    """The JSON record of a sample rendered by :func:`synthgen.render.worker.render_passes` (``r``),
+    """The JSON record of a sample rendered by :func:`synthgen.rendering.worker.render_passes` (``r``),
     after post-processing (``exposure``, ``realism`` sections). ``files`` is added by
     :func:`synthgen.contract.write_sample`."""
     job, p, cam = r.job, r.params, r.camera

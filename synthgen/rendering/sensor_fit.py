@@ -1,4 +1,4 @@
-"""Statistics of real and simulated depth-sensor frames, used to fit :mod:`synthgen.render.depth_sensor`
+"""Statistics of real and simulated depth-sensor frames, used to fit :mod:`synthgen.rendering.depth_sensor`
 to Kinect v1 captures (``benchmarks/depth_sensor_fit.py``) and by the QA report: noise against depth,
 hole rates against incidence and albedo, and the real fitting frames in ``tests/fixtures/sensor_fit``.
 """

@@ -19,7 +19,7 @@ BACKGROUND_Z = 1e9  # Cycles writes 1e10 for background; anything beyond this is
 
 
 class LightingMixin:
-    """Methods of :class:`synthgen.render.blender.BlenderRenderer` (a mixin: it uses the renderer's ``bpy``, ``scene`` and subject state)."""
+    """Methods of :class:`synthgen.rendering.blender.BlenderRenderer` (a mixin: it uses the renderer's ``bpy``, ``scene`` and subject state)."""
 
     def set_area_lights(self, lights: list[dict[str, Any]], target: list[float]) -> None:
         """Replace the extra area lights: each on a sphere of ``distance_m`` around ``target`` at

@@ -20,7 +20,7 @@ BACKGROUND_Z = 1e9  # Cycles writes 1e10 for background; anything beyond this is
 
 
 class PoseMixin:
-    """Methods of :class:`synthgen.render.blender.BlenderRenderer` (a mixin: it uses the renderer's ``bpy``, ``scene`` and subject state)."""
+    """Methods of :class:`synthgen.rendering.blender.BlenderRenderer` (a mixin: it uses the renderer's ``bpy``, ``scene`` and subject state)."""
 
     def _find_bone(self, patterns: list[str]):
         import fnmatch

@@ -1,6 +1,6 @@
 """Scheduling samples onto Ray render actors: grouping by scan, retries, worker deaths, recycling.
 
-See :mod:`synthgen.render.driver` for the policy.
+See :mod:`synthgen.rendering.driver` for the policy.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Config models of the variation features: pose (joints on rigs), appearance, extra area lights,
-the simulated depth sensor and camera realism. Part of the render job (:mod:`synthgen.render.config`).
+the simulated depth sensor and camera realism. Part of the render job (:mod:`synthgen.rendering.config`).
 """
 
 from __future__ import annotations

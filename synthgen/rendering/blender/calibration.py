@@ -1,5 +1,5 @@
 """The depth-sensor calibration scene (walls of known albedo, a floor and table at grazing incidence, a
-metal sphere), rendered with :class:`synthgen.render.blender.BlenderRenderer` to fit the sensor model.
+metal sphere), rendered with :class:`synthgen.rendering.blender.BlenderRenderer` to fit the sensor model.
 """
 
 from __future__ import annotations

@@ -244,7 +244,7 @@ def finish_sample(r: Rendered, out_dir: str | os.PathLike, previews: bool = Fals
 
     Applies exposure, white balance, sensor noise and the depth-sensor simulation, builds the JSON
     record and writes the sample atomically (record last), plus the preview PNG if ``previews``.
-    ``config_hash`` (default: :func:`synthgen.render.config.content_hash` of the job) is stored in
+    ``config_hash`` (default: :func:`synthgen.rendering.config.content_hash` of the job) is stored in
     the record as ``render.config_hash``; a resumed run only accepts samples carrying its own hash.
 
     Returns:

@@ -22,7 +22,7 @@ BACKGROUND_Z = 1e9  # Cycles writes 1e10 for background; anything beyond this is
 
 
 class ScanMixin:
-    """Methods of :class:`synthgen.render.blender.BlenderRenderer` (a mixin: it uses the renderer's ``bpy``, ``scene`` and subject state)."""
+    """Methods of :class:`synthgen.rendering.blender.BlenderRenderer` (a mixin: it uses the renderer's ``bpy``, ``scene`` and subject state)."""
 
     def clear_scan(self) -> None:
         """Remove the current scan and purge orphaned data blocks (meshes, materials, images)."""
