@@ -159,6 +159,29 @@ class FramingConfig(StrictModel):
         return self
 
 
+class CameraProfile(CameraConfig):
+    """One camera of a weighted mixture (``camera: {profiles: [...]}``): a name, a weight and the
+    fields of :class:`CameraConfig`; ``framing`` optionally replaces the job's coverage limits for
+    samples of this profile (e.g. tight selfies that may cut the head top)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    weight: float = Field(1.0, gt=0)
+    framing: FramingConfig | None = None
+
+
+class CameraProfiles(StrictModel):
+    """A weighted mixture of camera profiles; each view draws one (recorded as ``camera_profile``)."""
+
+    profiles: list[CameraProfile] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self):
+        names = [p.name for p in self.profiles]
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera profile names must be unique, got {names}")
+        return self
+
+
 class RenderSettings(StrictModel):
     width: int = Field(256, gt=0, le=16384)
     height: int = Field(256, gt=0, le=16384)
@@ -222,7 +245,8 @@ class RenderConfig(StrictModel):
     workers: int | None = Field(None, gt=0, description="Ray render workers; default: CPUs / threads_per_worker")
     scans: list[ScanConfig] = Field(min_length=1)
     hdris: HdriConfig = HdriConfig()
-    camera: CameraConfig
+    camera: CameraConfig | CameraProfiles = Field(
+        description="one camera, or {profiles: [{name, weight, <camera fields>, framing?}, ...]}")
     framing: FramingConfig = FramingConfig()
     render: RenderSettings = RenderSettings()
     output: OutputConfig = OutputConfig()
@@ -268,6 +292,18 @@ class Job(BaseModel):
     config_path: str
     scans: list[ScanAsset]
     hdris: list[HdriAsset]
+
+    def camera_config(self, profile: str | None = None) -> CameraConfig:
+        """The camera of a sample: the profile named ``profile``, or the job's single camera."""
+        cam = self.config.camera
+        if isinstance(cam, CameraProfiles):
+            return next(p for p in cam.profiles if p.name == profile)
+        return cam
+
+    def framing_for(self, profile: str | None = None) -> FramingConfig:
+        """Coverage limits of a sample: the profile's own ``framing`` if it has one, else the job's."""
+        cam = self.camera_config(profile)
+        return getattr(cam, "framing", None) or self.config.framing
 
 
 

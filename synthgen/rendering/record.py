@@ -43,11 +43,13 @@ def build_record(r, exposure: dict[str, Any], realism: dict[str, Any], config_ha
     :func:`synthgen.contract.write_sample`."""
     job, p, cam = r.job, r.params, r.camera
     cfg = job.config
+    target = job.camera_config(p.get("camera_profile")).target
     render: dict[str, Any] = {
         "job": cfg.name, "seed": cfg.seed, "index": r.index, "attempt": p["attempt"],
         "resamples": len(r.rejected), "rejected": r.rejected, "params": p.to_json(),
         "camera": {"target_m": cam["target_m"].tolist(), "distance_m": cam["distance_m"],
-                   "target_mode": cfg.camera.target if isinstance(cfg.camera.target, str) else "point"},
+                   "target_mode": target if isinstance(target, str) else "point",
+                   **({"profile": p["camera_profile"]} if "camera_profile" in p else {})},
         **r.subject_record,
         "hdri": {**r.hdri_record, "effective_strength": p["hdri_strength"] * exposure["factor"]},
         "exposure": exposure,

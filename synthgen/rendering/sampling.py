@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..camera import focal_from_fov, fov_from_focal
 from ..distributions import Choice
-from .config import Job
+from .config import CameraProfiles, Job
 
 
 class Stream(IntEnum):
@@ -76,6 +76,7 @@ class SampleParams(BaseModel):
     index: int
     attempt: int
     scan_id: str
+    camera_profile: str | None = None
     hdri_id: str
     hdri_rotation_deg: float
     hdri_strength: float
@@ -132,6 +133,17 @@ def scan_for(job: Job, index: int) -> str:
     w = [s.weight for s in job.scans]
     view, _ = view_of(job, index)
     return Choice(dist="choice", values=ids, weights=w).sample(_rng(job.config.seed, view, Stream.SUBJECT))
+
+
+def camera_profile_for(job: Job, index: int) -> str | None:
+    """Camera profile of sample ``index`` (weighted choice drawn per view from
+    ``(view, Stream.CAMERA_PROFILE)``, fixed across re-samples), or None for a single camera."""
+    cam = job.config.camera
+    if isinstance(cam, CameraProfiles):
+        view, _ = view_of(job, index)
+        return Choice(dist="choice", values=[c.name for c in cam.profiles],
+                      weights=[c.weight for c in cam.profiles]).sample(_rng(job.config.seed, view, Stream.CAMERA_PROFILE))
+    return None
 
 
 def _lighting(cfg, rng, hdri_ids) -> dict[str, Any]:
@@ -216,10 +228,13 @@ def sample_params(job: Job, index: int, attempt: int = 0) -> SampleParams:
         sections of the variation features that are on.
     """
     cfg = job.config
-    cam = cfg.camera
     view, relight = view_of(job, index)
+    profile = camera_profile_for(job, index)
+    cam = job.camera_config(profile)
     rng = stream(job, view, attempt)
     p: dict[str, Any] = {"index": index, "attempt": attempt, "scan_id": scan_for(job, index)}
+    if profile is not None:
+        p["camera_profile"] = profile
     p.update(_lighting(cfg, rng, [h.id for h in job.hdris]))
     p["background"] = cfg.hdris.background
     W, H = cfg.render.width, cfg.render.height

@@ -22,7 +22,7 @@ from ..errors import FramingError  # noqa: F401 (re-exported)
 from .config import Job, content_hash
 from .postfx import MAX_EXPOSURE_FACTOR, apply_exposure, apply_sensor_effects, lens_sections  # noqa: F401
 from .record import QUALITY_KEYS, build_record, quality_settings  # noqa: F401 (re-exported)
-from .sampling import SampleParams, Stream, distance_for_fraction, sample_key, sample_params, stream, view_of
+from .sampling import SampleParams, Stream, camera_profile_for, distance_for_fraction, sample_key, sample_params, stream, view_of
 
 log = logging.getLogger("synthgen.worker")
 
@@ -34,7 +34,7 @@ def camera_for(job: Job, params: dict[str, Any], scan_info: dict[str, Any]) -> d
     all numpy float64 except the distance.
     """
     cfg = job.config
-    cam = cfg.camera
+    cam = job.camera_config(params.get("camera_profile"))
     W, H = cfg.render.width, cfg.render.height
     if cam.target == "head":
         target = np.array(scan_info["target_head_m"])
@@ -170,7 +170,8 @@ def render_passes(renderer, job: Job, index: int) -> Rendered:
     key = sample_key(job, index)
     timings = {"setup_s": 0.0, "render_s": 0.0, "write_s": 0.0}
     rejected: list[dict[str, Any]] = []
-    for attempt in range(cfg.framing.max_resamples + 1):
+    framing = job.framing_for(camera_profile_for(job, index))
+    for attempt in range(framing.max_resamples + 1):
         t0 = time.perf_counter()
         p = sample_params(job, index, attempt)
         info, subject_id, subject_rec = _load_subject(renderer, job, p)
@@ -181,13 +182,13 @@ def render_passes(renderer, job: Job, index: int) -> Rendered:
                               surface_passes=cfg.depth_sensor.enabled)
         timings["render_s"] += out["seconds"]
         coverage = float(out["mask"].mean())
-        if cfg.framing.coverage_min <= coverage <= cfg.framing.coverage_max:
+        if framing.coverage_min <= coverage <= framing.coverage_max:
             break
         rejected.append({"attempt": attempt, "coverage": coverage})
     else:
         raise FramingError(
-            f"sample {key}: subject coverage stayed outside [{cfg.framing.coverage_min}, "
-            f"{cfg.framing.coverage_max}] in {len(rejected)} attempts (last {coverage:.4f}); "
+            f"sample {key}: subject coverage stayed outside [{framing.coverage_min}, "
+            f"{framing.coverage_max}] in {len(rejected)} attempts (last {coverage:.4f}); "
             "check camera.distance_m / subject_fraction and framing.*")
     r = Rendered(job=job, index=index, key=key, params=p, camera=cam, out=out, subject_id=subject_id,
                  subject_record=subject_rec, hdri_record=hdri_rec, coverage=coverage, rejected=rejected,
