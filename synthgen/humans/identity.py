@@ -219,7 +219,7 @@ def sample_identity(spec: HumansSpec, seed: int, j: int) -> Identity:
     gfac = float(r_wd.uniform(0.4, 1.0))
     greyness = float(np.clip((age - onset) / hc.grey_span_years, 0.0, 1.0) ** 1.5 * gfac)
     hair_rgb = hair_albedo(h_mel, redness, greyness)
-    brow_rgb = tuple(0.8 * c for c in hair_albedo(h_mel, redness, 0.5 * greyness))
+    brow_rgb = tuple(0.8 * c for c in hair_albedo(h_mel, redness, 0.35 * greyness))
     hair_colour = HairColour(melanin=h_mel, redness=redness, greyness=greyness, albedo_linear=hair_rgb,
                              eyebrow_albedo_linear=brow_rgb)
     eyebrows = wd.eyebrows[int(r_wd.integers(len(wd.eyebrows)))]

@@ -5,7 +5,7 @@ practical appearance model for dynamic facial color" (ACM TOG 29(6)), who drive 
 melanin and haemoglobin concentrations through the two-layer model of Donner & Jensen 2006 ("A
 spectral BSSRDF for shading human skin", EGSR). Here a cheaper closed form is used:
 
-- epidermis (thickness ``d_epi`` = 60 um) absorbs with
+- epidermis (thickness ``d_epi`` = 100 um, Jacques' typical 60-100 um) absorbs with
   ``mu_a,epi = f_mel * mu_a,mel + (1 - f_mel) * mu_a,base``, melanin
   ``mu_a,mel(l) = 6.6e11 * l^-3.33 cm^-1`` and melanin-free tissue
   ``mu_a,base(l) = 0.244 + 85.3 exp(-(l - 154) / 66.2) cm^-1`` (l in nm; S. L. Jacques, "Skin
@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 LAMBDA_NM = np.arange(400.0, 701.0, 10.0)
-EPIDERMIS_THICKNESS_CM = 0.006
+EPIDERMIS_THICKNESS_CM = 0.01
 SURFACE_SCATTER = 0.03
 F_DR = 0.44
 MELANIN_RANGE = (0.005, 0.5)

@@ -25,7 +25,7 @@ One entry of a config's ``subjects:`` list::
           shoes: [shoes01, shoes04]
           sex_bias: 0.85
         eyes: {brown_probability: {african: 0.98, asian: 0.97, caucasian: 0.4}}
-        skin: {melanin_log_sd: 0.45, roughness: {dist: normal, mean: 0.45, std: 0.05, low: 0.3, high: 0.65}}
+        skin: {melanin_log_sd: 0.45, roughness: {dist: normal, mean: 0.5, std: 0.05, low: 0.35, high: 0.7}}
 
 Distribution values use :mod:`synthgen.distributions` (a bare number is a constant).
 """
@@ -220,11 +220,11 @@ class SkinSpec(_Model):
 
     melanin: Distribution | None = None
     melanin_anchors: dict[Literal["african", "asian", "caucasian"], float] = Field(
-        default_factory=lambda: {"african": 0.25, "asian": 0.07, "caucasian": 0.025})
+        default_factory=lambda: {"african": 0.25, "asian": 0.06, "caucasian": 0.02})
     melanin_log_sd: float = Field(0.45, ge=0, le=2)
-    blood_fraction: Distribution = Field(default_factory=lambda: LogUniform(dist="loguniform", low=0.003, high=0.02))
+    blood_fraction: Distribution = Field(default_factory=lambda: LogUniform(dist="loguniform", low=0.005, high=0.025))
     oxygen_saturation: Distribution = Field(default_factory=lambda: _normal(0.75, 0.05, 0.6, 0.9))
-    roughness: Distribution = Field(default_factory=lambda: _normal(0.45, 0.05, 0.3, 0.65))
+    roughness: Distribution = Field(default_factory=lambda: _normal(0.5, 0.05, 0.35, 0.7))
     subsurface_scale: Distribution = Field(default_factory=lambda: _normal(1.0, 0.1, 0.6, 1.4))
     detail_strength: float = Field(0.7, ge=0, le=1)
 
