@@ -23,9 +23,9 @@ One entry of a config's ``subjects:`` list::
           tops: [male_casualsuit05, male_casualsuit06, male_elegantsuit01, female_elegantsuit01]
           top_weights: [1, 1, 1, 2.5]
           shoes: [shoes01, shoes04]
-          sex_bias: 0.85
+          sex_bias: 0.9
         eyes: {brown_probability: {african: 0.98, asian: 0.97, caucasian: 0.4}}
-        skin: {melanin_log_sd: 0.45, roughness: {dist: normal, mean: 0.5, std: 0.05, low: 0.35, high: 0.7}}
+        skin: {melanin_log_sd: 0.5, roughness: {dist: normal, mean: 0.5, std: 0.05, low: 0.35, high: 0.7}}
 
 Distribution values use :mod:`synthgen.distributions` (a bare number is a constant).
 """
@@ -176,7 +176,7 @@ class WardrobeSpec(_Model):
     top_weights: list[float] | None = Field(default_factory=lambda: [1.0, 1.0, 1.0, 2.5])
     shoes: list[str] = Field(default_factory=lambda: ["shoes01", "shoes04"])
     shoe_weights: list[float] | None = None
-    sex_bias: float = Field(0.85, ge=0, le=1)
+    sex_bias: float = Field(0.9, ge=0, le=1)
     teeth: bool = True
 
     @model_validator(mode="after")
@@ -220,9 +220,9 @@ class SkinSpec(_Model):
 
     melanin: Distribution | None = None
     melanin_anchors: dict[Literal["african", "asian", "caucasian"], float] = Field(
-        default_factory=lambda: {"african": 0.25, "asian": 0.06, "caucasian": 0.02})
-    melanin_log_sd: float = Field(0.45, ge=0, le=2)
-    blood_fraction: Distribution = Field(default_factory=lambda: LogUniform(dist="loguniform", low=0.005, high=0.025))
+        default_factory=lambda: {"african": 0.28, "asian": 0.05, "caucasian": 0.012})
+    melanin_log_sd: float = Field(0.5, ge=0, le=2)
+    blood_fraction: Distribution = Field(default_factory=lambda: LogUniform(dist="loguniform", low=0.01, high=0.045))
     oxygen_saturation: Distribution = Field(default_factory=lambda: _normal(0.75, 0.05, 0.6, 0.9))
     roughness: Distribution = Field(default_factory=lambda: _normal(0.5, 0.05, 0.35, 0.7))
     subsurface_scale: Distribution = Field(default_factory=lambda: _normal(1.0, 0.1, 0.6, 1.4))
