@@ -343,6 +343,13 @@ def test_hair_texture_mean_luminance_table():
         assert lum[a[..., 3] > 0.5].mean() == pytest.approx(mean, rel=0.35, abs=5e-4), name
 
 
+def test_numpy_side_imports_neither_bpy_nor_ray():
+    code = "import sys, synthgen.humans; print(sorted(m for m in ('bpy', 'ray') if m in sys.modules))"
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_build_times_cold_and_warm():
     """Prints the build time of a first human in a fresh process (file parsing included) and of the
     next ones (parsed files cached). No timing assertion."""
