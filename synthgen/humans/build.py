@@ -302,7 +302,7 @@ def _rig_positions(v: np.ndarray) -> tuple[list[str], list, np.ndarray, np.ndarr
     return order, parents, heads, tails, rolls, conn
 
 
-def _hair_material(name: str, kind: str, lp: assets.LoadedProxy, tint) -> MaterialDesc:
+def _hair_material(name: str, lp: assets.LoadedProxy, tint) -> MaterialDesc:
     return MaterialDesc(name=name, kind="hair", base_color=tuple(float(c) for c in tint),
                         diffuse_texture=lp.texture("diffuse_texture"),
                         texture_mean_luminance=assets.TEXTURE_MEAN_LUMINANCE[lp.asset.name],
@@ -314,11 +314,11 @@ def _proxy_materials(kind: str, lp: assets.LoadedProxy, ident: Identity, loop_uv
     nf = len(face_sizes)
     zeros = np.zeros(nf, np.int32)
     if kind == "hair":
-        return (_hair_material("hair", kind, lp, ident.hair_colour.albedo_linear),), zeros
+        return (_hair_material("hair", lp, ident.hair_colour.albedo_linear),), zeros
     if kind == "eyebrows":
-        return (_hair_material("eyebrows", kind, lp, ident.hair_colour.eyebrow_albedo_linear),), zeros
+        return (_hair_material("eyebrows", lp, ident.hair_colour.eyebrow_albedo_linear),), zeros
     if kind == "eyelashes":
-        return (_hair_material("eyelashes", kind, lp, EYELASH_ALBEDO),), zeros
+        return (_hair_material("eyelashes", lp, EYELASH_ALBEDO),), zeros
     if kind == "eyes":
         st = np.concatenate([[0], np.cumsum(face_sizes)[:-1]])
         c = np.add.reduceat(loop_uvs.astype(np.float64), st) / face_sizes[:, None]
