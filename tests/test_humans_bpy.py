@@ -22,7 +22,7 @@ HDRI = str(ROOT / "hdris" / "studio_small_03_1k.hdr")
 
 @pytest.fixture(scope="module")
 def renderer():
-    from synthgen.blender import BlenderRenderer
+    from synthgen.rendering.blender import BlenderRenderer
 
     r = BlenderRenderer(threads=2)
     r.set_hdri(HDRI, 0.0, 1.0)
@@ -44,7 +44,7 @@ def _clear(renderer):
 
 
 def test_build_human_objects(renderer, human):
-    from synthgen.humans_bpy import build_human_objects, remove_human_objects
+    from synthgen.rendering.blender.human import build_human_objects, remove_human_objects
 
     _clear(renderer)
     t = time.perf_counter()
@@ -87,7 +87,7 @@ def test_build_human_objects(renderer, human):
 def _card_scene(renderer, tmp_path, with_plane: bool):
     from PIL import Image
 
-    from synthgen.humans_bpy import make_material
+    from synthgen.rendering.blender.human import make_material
 
     _clear(renderer)
     rgba = np.zeros((16, 16, 4), np.uint8)
@@ -134,7 +134,7 @@ def test_alpha_card_depth_and_mask_follow_alpha(renderer, tmp_path):
 
 
 def test_posing_the_head_moves_head_not_feet(renderer, human):
-    from synthgen.humans_bpy import build_human_objects, evaluated_vertices
+    from synthgen.rendering.blender.human import build_human_objects, evaluated_vertices
 
     _clear(renderer)
     out = build_human_objects(human, "pose")
@@ -165,7 +165,7 @@ def test_posing_the_head_moves_head_not_feet(renderer, human):
 def test_eyes_are_not_black(renderer, human):
     """Close-up of one eye: the eyeball under the clear cornea must be lit (sclera brighter than the
     surrounding skin on average, not a dark hole)."""
-    from synthgen.humans_bpy import build_human_objects
+    from synthgen.rendering.blender.human import build_human_objects
 
     _clear(renderer)
     build_human_objects(human, "eye")

@@ -8,7 +8,7 @@ Public API:
 - :func:`macro_target_weights` (phenotype -> MakeHuman target weights);
 - skin/hair colour models :func:`skin_albedo`, :func:`hair_albedo`.
 
-The Blender side is :mod:`synthgen.humans_bpy`. See ``docs/humans.md``.
+The Blender side is :mod:`synthgen.rendering.blender.human`. See ``docs/humans.md``.
 """
 
 from .build import HumanModel, MaterialDesc, MeshPart, Rig, build_human

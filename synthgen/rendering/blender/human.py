@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .humans.build import HumanModel, MaterialDesc, MeshPart
+from ...humans.build import HumanModel, MaterialDesc, MeshPart
 
 HAIR_LUMINANCE_CAP = 3.0
 
