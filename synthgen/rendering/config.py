@@ -18,6 +18,7 @@ from pydantic import (
 
 from ..distributions import Constant, Distribution, Normal, Uniform
 from ..errors import ConfigError  # noqa: F401 (re-exported)
+from ..humans.spec import HumansSpec
 from .config_base import StrictModel
 from .variation_config import (AppearanceConfig, AreaLightsConfig, CameraRealismConfig, DepthSensorConfig,  # noqa: F401
                                JointConfig, PoseConfig)
@@ -243,7 +244,10 @@ class RenderConfig(StrictModel):
     seed: int = Field(0, ge=0)
     num_samples: int = Field(8, gt=0)
     workers: int | None = Field(None, gt=0, description="Ray render workers; default: CPUs / threads_per_worker")
-    scans: list[ScanConfig] = Field(min_length=1)
+    scans: list[ScanConfig] = Field(default_factory=list, description="scanned subjects (files)")
+    subjects: list[HumansSpec] = Field(
+        default_factory=list, description="generated subjects: [{kind: makehuman, id, identities, weight, "
+                                          "phenotype, wardrobe, eyes, skin}] (see docs/humans.md)")
     hdris: HdriConfig = HdriConfig()
     camera: CameraConfig | CameraProfiles = Field(
         description="one camera, or {profiles: [{name, weight, <camera fields>, framing?}, ...]}")
@@ -259,6 +263,15 @@ class RenderConfig(StrictModel):
     area_lights: AreaLightsConfig = AreaLightsConfig()
     depth_sensor: DepthSensorConfig = DepthSensorConfig()
     camera_realism: CameraRealismConfig = CameraRealismConfig()
+
+    @model_validator(mode="after")
+    def _some_subject(self):
+        if not self.scans and not self.subjects:
+            raise ValueError("no subject: give at least one entry under `scans` or `subjects`")
+        ids = [s.id for s in self.subjects]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"subjects: ids must be unique, got {ids}")
+        return self
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,6 +305,10 @@ class Job(BaseModel):
     config_path: str
     scans: list[ScanAsset]
     hdris: list[HdriAsset]
+
+    def human_spec(self, source: str) -> HumansSpec:
+        """The ``subjects`` entry with id ``source``."""
+        return next(h for h in self.config.subjects if h.id == source)
 
     def camera_config(self, profile: str | None = None) -> CameraConfig:
         """The camera of a sample: the profile named ``profile``, or the job's single camera."""

@@ -172,6 +172,11 @@ def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise ConfigError(f"{config_path}: scans: duplicate scan id(s) {dup}; set distinct `id` keys")
+    for h in cfg.subjects:
+        clash = [i for i in ids if i == h.id or i.startswith(h.id + "_")]
+        if clash:
+            raise ConfigError(f"{config_path}: subjects: id {h.id!r} clashes with scan id(s) {clash} "
+                              f"(generated subjects are named {h.id}_00000, {h.id}_00001, ...)")
 
     hdris: list[HdriAsset] = []
     seen = set()

@@ -75,7 +75,10 @@ class SampleParams(BaseModel):
 
     index: int
     attempt: int
-    scan_id: str
+    scan_id: str | None
+    subject_id: str | None = None
+    subject_source: str | None = None
+    identity: int | None = None
     camera_profile: str | None = None
     hdri_id: str
     hdri_rotation_deg: float
@@ -127,12 +130,31 @@ def view_of(job: Job, index: int) -> tuple[int, int]:
     return index // k, index % k
 
 
-def scan_for(job: Job, index: int) -> str:
-    """Scan id of sample ``index`` (weighted choice, drawn per view)."""
-    ids = [s.id for s in job.scans]
-    w = [s.weight for s in job.scans]
+def subject_for(job: Job, index: int) -> str:
+    """Subject of sample ``index``: a scan id, or ``f"{id}_{j:05d}"`` for identity ``j`` of a
+    ``subjects`` entry (weighted choice among scans and entries, then a uniform identity; drawn per
+    view from ``(view, Stream.SUBJECT)``, so work can be grouped by subject)."""
     view, _ = view_of(job, index)
-    return Choice(dist="choice", values=ids, weights=w).sample(_rng(job.config.seed, view, Stream.SUBJECT))
+    rng = _rng(job.config.seed, view, Stream.SUBJECT)
+    entries = [(s.id, None) for s in job.scans] + [(h.id, h) for h in job.config.subjects]
+    weights = [s.weight for s in job.scans] + [h.weight for h in job.config.subjects]
+    if not job.config.subjects:  # exactly the draw of jobs made before generated subjects existed
+        return Choice(dist="choice", values=[e[0] for e in entries], weights=weights).sample(rng)
+    k = Choice(dist="choice", values=list(range(len(entries))), weights=weights).sample(rng)
+    sid, spec = entries[int(k)]
+    return sid if spec is None else spec.subject_id(int(rng.integers(0, spec.identities)))
+
+
+scan_for = subject_for
+"""Alias of :func:`subject_for` (the name from before generated subjects)."""
+
+
+def generated_subject(job: Job, subject: str) -> tuple[str, int] | None:
+    """``(entry id, identity j)`` when ``subject`` is a generated one (``{id}_{j:05d}``), else None."""
+    for h in job.config.subjects:
+        if subject.startswith(h.id + "_") and subject[len(h.id) + 1:].isdigit():
+            return h.id, int(subject[len(h.id) + 1:])
+    return None
 
 
 def camera_profile_for(job: Job, index: int) -> str | None:
@@ -232,7 +254,11 @@ def sample_params(job: Job, index: int, attempt: int = 0) -> SampleParams:
     profile = camera_profile_for(job, index)
     cam = job.camera_config(profile)
     rng = stream(job, view, attempt)
-    p: dict[str, Any] = {"index": index, "attempt": attempt, "scan_id": scan_for(job, index)}
+    subject = subject_for(job, index)
+    gen = generated_subject(job, subject)
+    p: dict[str, Any] = {"index": index, "attempt": attempt, "scan_id": subject if gen is None else None}
+    if gen is not None:
+        p.update(subject_id=subject, subject_source=gen[0], identity=gen[1])
     if profile is not None:
         p["camera_profile"] = profile
     p.update(_lighting(cfg, rng, [h.id for h in job.hdris]))
@@ -297,8 +323,9 @@ def distance_for_fraction(f_mm: float, sensor_width_mm: float, width: int, heigh
 
 
 def plan(job: Job, indices: list[int] | None = None) -> dict[str, list[int]]:
-    """Group sample indices by scan id: ``{scan_id: [index, ...]}`` (each list ascending)."""
+    """Group sample indices by subject: ``{subject: [index, ...]}`` (each list ascending; scans
+    first in config order, then generated subjects in order of first appearance)."""
     groups: dict[str, list[int]] = {s.id: [] for s in job.scans}
     for i in (range(job.config.num_samples) if indices is None else indices):
-        groups[scan_for(job, i)].append(i)
+        groups.setdefault(subject_for(job, i), []).append(i)
     return {k: v for k, v in groups.items() if v}

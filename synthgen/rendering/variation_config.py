@@ -44,23 +44,24 @@ class JointConfig(StrictModel):
 
 
 def _default_joints() -> list[JointConfig]:
-    """Biped (3ds Max ``Bip01 ...``, e.g. Rocketbox), CesiumMan glTF and Mixamo-style names. Biped's
+    """Biped (3ds Max ``Bip01 ...``, e.g. Rocketbox), CesiumMan glTF, Mixamo-style and MakeHuman
+    default-rig (``spine02``, ``neck01``, ``head``, ``upperarm01.L``, ``lowerarm01.L``) names. Biped's
     neck also carries the clavicles, so on Biped rigs only the head bone turns."""
     J = JointConfig
     return [
-        J(name="spine", bones=["Bip01 Spine1", "Skeleton_torso_joint_2", "mixamorig:Spine1", "spine_01", "spine1"],
+        J(name="spine", bones=["Bip01 Spine1", "Skeleton_torso_joint_2", "mixamorig:Spine1", "spine_01", "spine1", "spine02"],
           yaw_deg=_u(-12, 12), pitch_deg=_u(-4, 10), roll_deg=_u(-6, 6)),
-        J(name="neck", bones=["Skeleton_neck_joint_1", "mixamorig:Neck", "neck_01", "neck"],
+        J(name="neck", bones=["Skeleton_neck_joint_1", "mixamorig:Neck", "neck_01", "neck", "neck01"],
           yaw_deg=_u(-15, 15), pitch_deg=_u(-8, 12), roll_deg=_u(-8, 8)),
         J(name="head", bones=["Bip01 Head", "Skeleton_neck_joint_2", "mixamorig:Head", "head"],
           yaw_deg=_u(-35, 35), pitch_deg=_u(-15, 20), roll_deg=_u(-12, 12)),
-        J(name="upper_arm_l", bones=["Bip01 L UpperArm", "Skeleton_arm_joint_L__3_", "mixamorig:LeftArm", "upperarm_l"],
+        J(name="upper_arm_l", bones=["Bip01 L UpperArm", "Skeleton_arm_joint_L__3_", "mixamorig:LeftArm", "upperarm_l", "upperarm01.L"],
           yaw_deg=_u(-15, 15), pitch_deg=_u(-35, 15), roll_deg=_u(-10, 35)),
-        J(name="upper_arm_r", bones=["Bip01 R UpperArm", "Skeleton_arm_joint_R__2_", "mixamorig:RightArm", "upperarm_r"],
+        J(name="upper_arm_r", bones=["Bip01 R UpperArm", "Skeleton_arm_joint_R__2_", "mixamorig:RightArm", "upperarm_r", "upperarm01.R"],
           yaw_deg=_u(-15, 15), pitch_deg=_u(-35, 15), roll_deg=_u(-35, 10)),
-        J(name="forearm_l", bones=["Bip01 L Forearm", "Skeleton_arm_joint_L__2_", "mixamorig:LeftForeArm", "lowerarm_l"],
+        J(name="forearm_l", bones=["Bip01 L Forearm", "Skeleton_arm_joint_L__2_", "mixamorig:LeftForeArm", "lowerarm_l", "lowerarm01.L"],
           pitch_deg=_u(-70, 0)),
-        J(name="forearm_r", bones=["Bip01 R Forearm", "Skeleton_arm_joint_R__3_", "mixamorig:RightForeArm", "lowerarm_r"],
+        J(name="forearm_r", bones=["Bip01 R Forearm", "Skeleton_arm_joint_R__3_", "mixamorig:RightForeArm", "lowerarm_r", "lowerarm01.R"],
           pitch_deg=_u(-70, 0)),
     ]
 

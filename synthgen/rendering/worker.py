@@ -105,6 +105,14 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
 def _load_subject(renderer, job: Job, p: SampleParams) -> tuple[dict[str, Any], str, dict[str, Any]]:
     """Load the sample's subject into Blender; returns (subject info for framing, subject id, record section)."""
     cfg = job.config
+    if p.identity is not None:
+        spec = job.human_spec(p.subject_source)
+        info = renderer.load_human(spec, cfg.seed, p.identity, appearance=cfg.appearance.enabled)
+        rec = {"subject": {"kind": "makehuman", "source": spec.id, **info["identity"],
+                           "build_s": round(info["build_s"], 3), "blender_build_s": round(info["blender_s"], 3),
+                           "height_m": info["height_m"], "bbox_min_m": info["bbox_min_m"],
+                           "bbox_max_m": info["bbox_max_m"], "warnings": info["warnings"]}}
+        return info, p.subject_id, rec
     scan = next(s for s in job.scans if s.id == p["scan_id"])
     info = renderer.load_scan(scan, rest_pose=cfg.pose.enabled, appearance=cfg.appearance.enabled,
                               keep_animation=cfg.pose.enabled and cfg.pose.source == "animation")

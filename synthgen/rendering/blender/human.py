@@ -314,3 +314,49 @@ def evaluated_vertices(obj) -> np.ndarray:
         ev.to_mesh_clear()
     m = np.array(ev.matrix_world)
     return co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3]
+
+
+class HumanMixin:
+    """Loading a generated MakeHuman subject as the renderer's current subject (a mixin of
+    :class:`synthgen.rendering.blender.BlenderRenderer`, beside ``load_scan``)."""
+
+    def load_human(self, spec, seed: int, j: int, appearance: bool = False) -> dict[str, Any]:
+        """Build identity ``j`` of ``spec`` (a :class:`synthgen.humans.HumansSpec`; pure in
+        ``(seed, j)``) unless it is already loaded, and make it the current subject, in its rest pose.
+
+        The model is built at metric scale (no further scaling), standing on z = 0 centred on
+        x = y = 0 and facing -Y, like scans. The head target for framing is the model's head centre
+        (mean of the vertices weighted to the ``head`` bone); the head region height is twice its
+        distance to the head top.
+
+        Returns:
+            ``scan_info`` like :meth:`load_scan` (``scale_applied`` 1.0), plus ``identity`` (the
+            :meth:`synthgen.humans.Identity.to_record` JSON) and ``build_s`` (numpy build seconds)
+            and ``blender_s`` (object creation seconds).
+        """
+        import time
+
+        from ...humans import build_human, sample_identity
+
+        subject = spec.subject_id(j)
+        cache_key = ("human", subject, appearance)
+        if self.scan_info is not None and self._cache_key == cache_key:
+            return self.scan_info
+        self.clear_scan()
+        identity = sample_identity(spec, seed, j)
+        t0 = time.perf_counter()
+        model = build_human(identity)
+        t1 = time.perf_counter()
+        created = build_human_objects(model, subject)
+        t2 = time.perf_counter()
+        self._adopt_subject(subject, created["objects"], created["meshes"])
+        self._hsv_nodes, self._bsdfs, self._skin_bsdfs = [], [], []
+        if appearance:
+            self._setup_appearance(created["meshes"])
+        top = float(model.head_top_m[2])
+        head_h = 2.0 * (top - float(model.head_centre_m[2]))
+        self._finish_subject(subject, 1.0, head_h, [], cache_key, head_top_m=top)
+        self.scan_info["target_head_m"] = [float(v) for v in model.head_centre_m]
+        self.scan_info.update(identity=identity.to_record(), build_s=t1 - t0, blender_s=t2 - t1,
+                              height_m=float(model.height_m))
+        return self.scan_info

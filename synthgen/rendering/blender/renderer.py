@@ -30,6 +30,7 @@ from ...errors import GpuUnavailableError, ScanImportError  # noqa: F401 (re-exp
 from ...exr import read_exr
 from .util import _quiet_stdout
 from .camera_rig import CameraMixin
+from .human import HumanMixin
 from .lighting import LightingMixin
 from .pose import PoseMixin
 from .scan import ScanMixin
@@ -46,7 +47,7 @@ def blender_version() -> str:
     return bpy.app.version_string
 
 
-class BlenderRenderer(ScanMixin, PoseMixin, LightingMixin, CameraMixin):
+class BlenderRenderer(ScanMixin, HumanMixin, PoseMixin, LightingMixin, CameraMixin):
     """A persistent Blender scene for rendering samples. Not thread-safe; one per process.
 
     Args:
