@@ -97,17 +97,20 @@ def head_sample(renderer, tmp_path_factory):
 
 def test_camera_record_reprojects_scan_vertices(renderer, head_sample):
     job, out, res = head_sample
-    s = read_sample(out, res["key"])
+    _check_reprojection(read_sample(out, res["key"]), renderer.mesh_vertices_world())
+
+
+def _check_reprojection(s, verts):
+    """Visible mesh vertices project, through the record's K and camera-to-world, onto pixels whose
+    depth equals their camera z (visibility by Blender ray casts, independent of the depth pass)."""
     cam = s.record["camera"]
     K, c2w = np.array(cam["K"]), np.array(cam["camera_to_world"])
     W, H = s.record["image"]["width"], s.record["image"]["height"]
     assert math.isclose(K[0, 0], cam["focal_length_mm"] * W / cam["sensor_width_mm"], rel_tol=1e-12)
     assert K[0, 2] == (W - 1) / 2 and K[1, 2] == (H - 1) / 2
-    verts = renderer.mesh_vertices_world()
     uv, z = project(verts, K, c2w)
     px = np.round(uv).astype(int)
     inb = (px[:, 0] >= 2) & (px[:, 0] < W - 2) & (px[:, 1] >= 2) & (px[:, 1] < H - 2) & (z > 0)
-    # visibility by ray casting in Blender, independent of the depth pass
     dg = bpy.context.evaluated_depsgraph_get()
     from mathutils import Vector
 
@@ -135,7 +138,11 @@ def test_camera_record_reprojects_scan_vertices(renderer, head_sample):
 
 def test_mask_agrees_with_depth(head_sample):
     job, out, res = head_sample
-    s = read_sample(out, res["key"])
+    _check_mask_against_depth(out, res["key"])
+
+
+def _check_mask_against_depth(out, key):
+    s = read_sample(out, key)
     valid = s.depth > 0
     from scipy.ndimage import binary_erosion
 
@@ -146,7 +153,7 @@ def test_mask_agrees_with_depth(head_sample):
     assert s.mask[background].max() < 0.05
     edge = (s.mask > 0.05) & (s.mask < 0.95)
     assert edge.sum() > 0, "mask should be anti-aliased at the silhouette"
-    assert verify_sample(out, res["key"]) == []
+    assert verify_sample(out, key) == []
 
 
 def test_scan_is_normalised_to_metric_height(renderer, head_sample):
@@ -315,3 +322,62 @@ def test_gpu_device_without_a_gpu_raises_a_clear_error():
         return
     with pytest.raises(GpuUnavailableError, match="render.device: gpu with gpu_backend optix"):
         BlenderRenderer(threads=1, device="gpu", gpu_backend="optix")
+
+
+# ---------------------------------------------------------------- the same contract on a generated human
+
+
+@pytest.fixture(scope="module")
+def human_sample(renderer, tmp_path_factory):
+    """One 128×128 render of a generated MakeHuman person (head framing), written through the contract."""
+    from synthgen.rendering.worker import render_sample
+
+    _primitive_scene(renderer)
+    job = resolve_job(SMOKE, {"render.width": 128, "render.height": 128, "render.samples": 8, "scans": [],
+                              "subjects": [{"kind": "makehuman", "id": "mh", "identities": 5}],
+                              "camera.yaw_deg": 0, "camera.pitch_deg": 0})
+    out = tmp_path_factory.mktemp("human")
+    res = render_sample(renderer, job, 0, out)
+    return job, out, res
+
+
+def _opaque_human_vertices(renderer):
+    """World vertices of the person's opaque meshes (body, clothes, shoes, eyeballs, teeth): not the
+    alpha-cut hair, eyebrow and eyelash cards, whose transparent texels show what lies behind."""
+    from synthgen.rendering.blender.human import evaluated_vertices
+
+    keep = [o for o in renderer._meshes if not any(k in o.name for k in ("hair", "eyebrow", "eyelash"))]
+    return np.concatenate([evaluated_vertices(o) for o in keep])
+
+
+def test_camera_record_reprojects_human_vertices(renderer, human_sample):
+    job, out, res = human_sample
+    s = read_sample(out, res["key"])
+    assert s.record["subject_id"].startswith("mh_") and s.record["render"]["subject"]["kind"] == "makehuman"
+    _check_reprojection(s, _opaque_human_vertices(renderer))
+
+
+def test_mask_agrees_with_depth_on_human(human_sample):
+    job, out, res = human_sample
+    _check_mask_against_depth(out, res["key"])
+
+
+def test_human_depth_lands_on_the_mesh(renderer, human_sample):
+    """Back-projected depth lies on the person's metric surfaces, hair included (nearest vertex of
+    any mesh), and the person's height is the sampled phenotype height."""
+    from scipy.spatial import cKDTree
+
+    job, out, res = human_sample
+    s = read_sample(out, res["key"])
+    K, c2w = s.K, s.camera_to_world
+    v, u = np.nonzero(s.depth > 0)
+    zz = s.depth[v, u]
+    pw = np.stack([(u - K[0, 2]) / K[0, 0] * zz, (v - K[1, 2]) / K[1, 1] * zz, zz], -1) @ c2w[:3, :3].T + c2w[:3, 3]
+    from synthgen.rendering.blender.human import evaluated_vertices
+
+    verts = np.concatenate([evaluated_vertices(o) for o in renderer._meshes])
+    dist, _ = cKDTree(verts).query(pw)
+    assert np.median(dist) < 0.006, np.median(dist)
+    sub = s.record["render"]["subject"]
+    assert abs(sub["height_m"] - sub["phenotype"]["height_m"]) < 0.01 * sub["phenotype"]["height_m"]
+    assert all(a["licence"] == "CC0-1.0" for a in sub["assets"])
