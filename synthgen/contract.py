@@ -3,8 +3,10 @@
 A *store* is a folder. Each sample in it is four files that share a key::
 
     KEY.rgb.exr    linear scene-referred RGB, half float, channels R, G, B (H×W each)
-    KEY.depth.exr  planar z-depth in metres along the optical axis, float32, channel Z;
-                   0 marks background / invalid pixels; not anti-aliased
+    KEY.depth.exr  planar z-depth in metres along the optical axis, float32, channel Y (format 2;
+                   format 1 used Z, which OpenCV and Blender misread: see synthgen.exr);
+                   0 marks background / invalid pixels; not anti-aliased; header attributes
+                   intrinsicsK and worldToCamera
     KEY.mask.exr   subject coverage in [0, 1], half float, channel Y; anti-aliased for renders
     KEY.json       the sample record (see :class:`SampleRecord`), written last
 
@@ -34,10 +36,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .atomic import write_json_atomic
 from .errors import ContractError  # noqa: F401 (re-exported)
-from .exr import read_exr, write_exr
+from .exr import DEPTH_CHANNEL, camera_attributes, depth_channel, read_exr, write_exr
 from .store import META_DIR, list_keys  # noqa: F401 (re-exported: the store owns its layout and keys)
 
-SCHEMA = "synthgen.sample/1"
+SCHEMA = "synthgen.sample/2"
+"""Written by this version. Format 2 stores depth (and extra depth members) in channel ``Y`` and
+adds camera header attributes; format 1 (``synthgen.sample/1``, channel ``Z``) is still read."""
+SCHEMAS = ("synthgen.sample/1", SCHEMA)
 MEMBERS = ("rgb.exr", "depth.exr", "mask.exr")
 """EXR members of a sample, in the order they are written; ``json`` is written after them."""
 ALL_MEMBERS = MEMBERS + ("json",)
@@ -125,7 +130,7 @@ class SampleRecord(BaseModel):
     (``render`` for synthetic samples, ``capture`` for ingested ones) are kept as extra fields."""
 
     model_config = ConfigDict(extra="allow")
-    schema_: Literal["synthgen.sample/1"] = Field(SCHEMA, alias="schema")
+    schema_: Literal["synthgen.sample/1", "synthgen.sample/2"] = Field(SCHEMA, alias="schema")
     key: str
     source: Literal["synthetic", "real"]
     subject_id: str = Field(description="grouping unit for leakage-free splits (scan id or capture sequence)")
@@ -217,14 +222,16 @@ def write_sample(store: str | os.PathLike, key: str, rgb: np.ndarray, depth: np.
     rgb16 = np.clip(np.nan_to_num(rgb.astype(np.float32), nan=0.0), -HALF_MAX, HALF_MAX).astype(np.float16)
     write_exr(member_path(store, key, "rgb.exr"),
               {"R": rgb16[..., 0], "G": rgb16[..., 1], "B": rgb16[..., 2]})
-    write_exr(member_path(store, key, "depth.exr"), {"Z": depth})
+    cam = rec.get("camera") or {}
+    attrs = camera_attributes(cam["K"], cam.get("camera_to_world")) if "K" in cam else None
+    write_exr(member_path(store, key, "depth.exr"), {DEPTH_CHANNEL: depth}, attrs)
     write_exr(member_path(store, key, "mask.exr"), {"Y": mask.astype(np.float16)})
     extra_names = []
     for name, arr in (extra or {}).items():
         if not EXTRA_MEMBER_RE.match(name) or name in MEMBERS:
             raise ContractError(f"sample {key}: extra member name {name!r} must match [a-z0-9_]+.exr "
                                 f"and differ from {MEMBERS}")
-        chans = {"Z": np.asarray(arr, np.float32)} if not isinstance(arr, dict) else dict(arr)
+        chans = {DEPTH_CHANNEL: np.asarray(arr, np.float32)} if not isinstance(arr, dict) else dict(arr)
         for c, a in chans.items():
             if np.asarray(a).shape != (h, w):
                 raise ContractError(f"sample {key}: extra member {name} channel {c} has shape "
@@ -269,7 +276,8 @@ def read_sample(store: str | os.PathLike, key: str) -> Sample:
     try:
         c = read_exr(member_path(store, key, "rgb.exr"), ["R", "G", "B"])
         rgb = np.stack([c["R"], c["G"], c["B"]], axis=-1).astype(np.float32)
-        depth = read_exr(member_path(store, key, "depth.exr"), ["Z"])["Z"].astype(np.float32)
+        dpath = member_path(store, key, "depth.exr")
+        depth = depth_channel(read_exr(dpath), str(dpath)).astype(np.float32)
         mask = read_exr(member_path(store, key, "mask.exr"), ["Y"])["Y"].astype(np.float32)
     except Exception as exc:
         raise ContractError(str(exc)) from exc

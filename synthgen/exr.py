@@ -19,11 +19,53 @@ from .atomic import atomic_path
 from .errors import ExrError  # noqa: F401 (re-exported)
 
 
-def write_exr(path: str | os.PathLike, channels: Mapping[str, np.ndarray]) -> None:
+DEPTH_CHANNEL = "Y"
+"""Channel of single-channel depth files (sample format 2). A lone ``Z`` channel, the EXR convention
+for depth, reads back as zeros in OpenCV (``cv2.imread``, any flag) and as garbage in Blender's image
+loader, with no error; a lone ``Y`` channel reads exactly in OpenCV, Blender, OpenImageIO, imageio
+(OpenCV plug-in) and the OpenEXR package (tested in tests/test_readers.py)."""
+LEGACY_DEPTH_CHANNEL = "Z"
+"""Depth channel of sample format 1 (read, never written)."""
+
+
+def depth_channel(chans: Mapping[str, np.ndarray], what: str = "depth EXR") -> np.ndarray:
+    """The depth array of a depth file's channels: :data:`DEPTH_CHANNEL`, else the format-1 ``Z``.
+
+    Raises:
+        ExrError: neither channel is present (the message names ``what`` and the channels found).
+    """
+    for c in (DEPTH_CHANNEL, LEGACY_DEPTH_CHANNEL):
+        if c in chans:
+            return chans[c]
+    raise ExrError(f"{what}: no depth channel ({DEPTH_CHANNEL} or {LEGACY_DEPTH_CHANNEL}); found {sorted(chans)}")
+
+
+def camera_attributes(K: np.ndarray, camera_to_world: np.ndarray | None) -> dict[str, object]:
+    """EXR header attributes that tell compositing tools where the camera was.
+
+    - ``worldToCamera`` (M44f; OpenEXR standard attribute): world → camera in OpenEXR's
+      convention (Imath row vectors, ``p_cam = p_world · M``; camera looks down -Z with +Y up), i.e.
+      ``inverse(c2w_opencv · diag(1, -1, -1, 1))ᵀ``. Written only when the pose is known.
+    - ``intrinsicsK`` (M33f): K in pixels, OpenCV convention (column vectors, centre of the top-left
+      pixel at (0, 0)), as in the JSON record.
+
+    Source: OpenEXR "Standard Attributes" (https://openexr.com/en/latest/StandardAttributes.html).
+    """
+    attrs: dict[str, object] = {"intrinsicsK": np.asarray(K, np.float32).reshape(3, 3)}
+    if camera_to_world is not None:
+        c2w_gl = np.asarray(camera_to_world, np.float64) @ np.diag([1.0, -1.0, -1.0, 1.0])
+        # contiguous: the OpenEXR binding copies the raw buffer and ignores numpy strides
+        attrs["worldToCamera"] = np.ascontiguousarray(np.linalg.inv(c2w_gl).T, dtype=np.float32)
+    return attrs
+
+
+def write_exr(path: str | os.PathLike, channels: Mapping[str, np.ndarray],
+              attributes: Mapping[str, object] | None = None) -> None:
     """Write ``channels`` (name -> 2-D array, all the same H×W shape) to ``path`` atomically.
 
     Arrays of dtype float16 are stored as HALF, float32 as FLOAT; other dtypes are rejected.
-    Compression is ZIP (lossless).
+    Compression is ZIP (lossless). ``attributes`` are extra header attributes (numpy (3, 3) / (4, 4)
+    float32 arrays become M33f / M44f, ``str`` a string attribute).
 
     Raises:
         ValueError: channel arrays are not 2-D, differ in shape, or have an unsupported dtype.
@@ -36,7 +78,7 @@ def write_exr(path: str | os.PathLike, channels: Mapping[str, np.ndarray]) -> No
         if arr.dtype not in (np.float16, np.float32):
             raise ValueError(f"{path}: channel {name!r} has dtype {arr.dtype}, expected float16 or float32")
         data[name] = np.ascontiguousarray(arr)
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, **(attributes or {})}
     with atomic_path(path) as tmp:
         with OpenEXR.File(header, data) as f:
             f.write(str(tmp))

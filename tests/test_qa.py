@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 from synthgen.contract import member_path, sha256_file, write_sample
-from synthgen.exr import write_exr
+from synthgen.exr import depth_channel, write_exr
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures" / "tum_rgbd_fr1_xyz_qa"
@@ -346,7 +346,7 @@ def read_mask(store, key):
 
 def read_depth(store, key, member="depth.exr"):
     from synthgen.exr import read_exr
-    return read_exr(member_path(store, key, member), ["Z"])["Z"].astype(np.float32)
+    return depth_channel(read_exr(member_path(store, key, member))).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------

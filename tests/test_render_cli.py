@@ -28,7 +28,7 @@ def test_smoke_job_writes_complete_samples(smoke_store: Path):
             assert sorted(ch) == ["B", "G", "R"] and ch["R"].pixels.dtype == np.float16
             assert f.header()["compression"] == OpenEXR.ZIP_COMPRESSION
         with OpenEXR.File(str(smoke_store / f"{key}.depth.exr"), separate_channels=True) as f:
-            z = f.channels()["Z"].pixels
+            z = f.channels()["Y"].pixels
             assert z.dtype == np.float32 and z.shape == (64, 64)
         s = read_sample(smoke_store, key)
         valid = s.depth[s.depth > 0]

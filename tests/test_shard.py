@@ -542,7 +542,7 @@ def test_optional_members_round_trip(stores, tmp_path):
     for s in samples:
         k = s["__key__"]
         if k in with_sensor:
-            ref = read_exr(member_path(sens, k, "depth_sensor.exr"), ["Z"])["Z"]
+            ref = read_exr(member_path(sens, k, "depth_sensor.exr"), ["Y"])["Y"]
             assert s["depth_sensor.exr"].dtype == np.float32 and s["depth_sensor.exr"].shape == (16, 16)
             np.testing.assert_array_equal(s["depth_sensor.exr"], ref)
             assert "depth_sensor.exr" in s["json"]["files"]
@@ -577,7 +577,7 @@ def test_optional_members_round_trip(stores, tmp_path):
     got = {s["__key__"]: s for s in _read_wds(out8, m8)}
     for k in with_sensor:
         np.testing.assert_array_equal(got[k]["depth_sensor.exr"],
-                                      read_exr(member_path(sens, k, "depth_sensor.exr"), ["Z"])["Z"])
+                                      read_exr(member_path(sens, k, "depth_sensor.exr"), ["Y"])["Y"])
         assert "depth_sensor.exr" in got[k]["json"]["source_files"]
 
     # QA reads the shards with their extra member (depth-sensor section)

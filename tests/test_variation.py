@@ -146,7 +146,7 @@ def test_relights_share_depth_and_mask_and_differ_in_rgb(renderer, tmp_path):
     assert sensor["file"] == f"{keys[0]}.depth_sensor.exr"
     from synthgen.exr import read_exr
 
-    zs = read_exr(member_path(out, keys[0], "depth_sensor.exr"), ["Z"])["Z"]
+    zs = read_exr(member_path(out, keys[0], "depth_sensor.exr"), ["Y"])["Y"]
     assert zs.dtype == np.float32 and zs.shape == s.depth.shape
     valid = zs > 0
     assert valid.any() and np.all(s.depth[valid] > 0)  # no depth where the clean depth has none

@@ -37,7 +37,7 @@ import numpy as np
 from ..contract import EXTRA_MEMBER_RE, KEY_RE, META_DIR, SampleRecord
 from ..errors import QAInputError as InputError  # noqa: F401 (re-exported)
 from ..colour import srgb_decode
-from ..exr import read_exr_bytes
+from ..exr import DEPTH_CHANNEL, depth_channel, read_exr_bytes
 from ..errors import ConfigError
 from ..store import list_store, read_store_meta
 
@@ -354,7 +354,10 @@ def _decode_member(kind: str, ext: str, data: bytes) -> tuple[np.ndarray, list[n
     """Decode one image member; returns (float32 array, arrays as stored for hashing)."""
     if ext.endswith("exr"):
         ch = read_exr_bytes(data)
-        need = {"rgb": ["R", "G", "B"], "depth": ["Z"], "mask": ["Y"]}[kind]
+        if kind == "depth":
+            d = depth_channel(ch, "depth member")
+            return d.astype(np.float32), [d]
+        need = {"rgb": ["R", "G", "B"], "mask": ["Y"]}[kind]
         missing = [c for c in need if c not in ch]
         if missing:
             raise ValueError(f"missing channel(s) {missing}; found {sorted(ch)}")
@@ -442,7 +445,8 @@ def decode(raw: RawSample) -> Decoded:
             d.array_hash = h.digest()
     if SENSOR_MEMBER in mem and d.depth is not None:  # not part of the gates or the array hash
         try:
-            sd = read_exr_bytes(mem[SENSOR_MEMBER]).get("Z")
+            sc = read_exr_bytes(mem[SENSOR_MEMBER])
+            sd = sc.get(DEPTH_CHANNEL, sc.get("Z"))
             if sd is None:
                 d.sensor_problem = "no Z channel"
             elif sd.shape != d.depth.shape:

@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from ..colour import TONE_CURVES, rgb_to_8bit, view_transform  # noqa: F401 (re-exported)
-from ..exr import read_exr_bytes  # noqa: F401 (re-exported)
+from ..exr import depth_channel, read_exr_bytes  # noqa: F401 (re-exported)
 
 EXR_MEMBERS = ("rgb.exr", "depth.exr", "mask.exr", "json")
 PNG_COMPRESS_LEVEL = 6
@@ -113,7 +113,7 @@ def encode_train(key: str, blobs: dict[str, bytes], record: dict[str, Any], enco
     c = read_exr_bytes(blobs["rgb.exr"], f"{key}.rgb.exr")
     try:
         rgb = np.stack([c["R"], c["G"], c["B"]], axis=-1).astype(np.float32)
-        depth = read_exr_bytes(blobs["depth.exr"], f"{key}.depth.exr")["Z"].astype(np.float32)
+        depth = depth_channel(read_exr_bytes(blobs["depth.exr"], f"{key}.depth.exr"), f"{key}.depth.exr").astype(np.float32)
         mask = read_exr_bytes(blobs["mask.exr"], f"{key}.mask.exr")["Y"].astype(np.float32)
     except KeyError as exc:
         raise ValueError(f"sample {key}: EXR member lacks channel {exc}") from exc
@@ -173,7 +173,7 @@ def decode_member(name: str, data: bytes) -> Any:
         c = read_exr_bytes(data, name)
         return np.stack([c["R"], c["G"], c["B"]], axis=-1).astype(np.float32)
     if is_("depth.exr"):
-        return read_exr_bytes(data, name)["Z"].astype(np.float32)
+        return depth_channel(read_exr_bytes(data, name), name).astype(np.float32)
     if is_("mask.exr"):
         return read_exr_bytes(data, name)["Y"].astype(np.float32)
     if name.endswith(".exr"):  # optional extra member

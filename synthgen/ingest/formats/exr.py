@@ -20,7 +20,7 @@ from ..common import (FrameError, FrameRef, LoadedFrame, check_regular_file, dis
 from ..options import IngestOptions
 from . import Reader, folder_intrinsics, intr_to_info, is_dir, is_file, resolve_K
 
-DEPTH_CHANNELS = ("Z", "depth.Z", "depth", "D", "depth.V")
+DEPTH_CHANNELS = ("Z", "depth.Z", "depth", "D", "depth.V")  # a single channel of any name (e.g. Y) is depth too
 
 
 class ExrReader(Reader):
