@@ -328,11 +328,20 @@ def test_gpu_device_without_a_gpu_raises_a_clear_error():
 
 
 @pytest.fixture(scope="module")
-def human_sample(renderer, tmp_path_factory):
+def human_renderer():
+    """A renderer of its own: BlenderRenderer() resets Blender's file, so the module's `renderer`
+    is stale once another test (the GPU one) has made a new renderer."""
+    from synthgen.rendering.blender import BlenderRenderer
+
+    return BlenderRenderer(threads=2)
+
+
+@pytest.fixture(scope="module")
+def human_sample(human_renderer, tmp_path_factory):
     """One 128×128 render of a generated MakeHuman person (head framing), written through the contract."""
     from synthgen.rendering.worker import render_sample
 
-    _primitive_scene(renderer)
+    renderer = human_renderer
     job = resolve_job(SMOKE, {"render.width": 128, "render.height": 128, "render.samples": 8, "scans": [],
                               "subjects": [{"kind": "makehuman", "id": "mh", "identities": 5}],
                               "camera.yaw_deg": 0, "camera.pitch_deg": 0})
@@ -350,11 +359,11 @@ def _opaque_human_vertices(renderer):
     return np.concatenate([evaluated_vertices(o) for o in keep])
 
 
-def test_camera_record_reprojects_human_vertices(renderer, human_sample):
+def test_camera_record_reprojects_human_vertices(human_renderer, human_sample):
     job, out, res = human_sample
     s = read_sample(out, res["key"])
     assert s.record["subject_id"].startswith("mh_") and s.record["render"]["subject"]["kind"] == "makehuman"
-    _check_reprojection(s, _opaque_human_vertices(renderer))
+    _check_reprojection(s, _opaque_human_vertices(human_renderer))
 
 
 def test_mask_agrees_with_depth_on_human(human_sample):
@@ -362,7 +371,7 @@ def test_mask_agrees_with_depth_on_human(human_sample):
     _check_mask_against_depth(out, res["key"])
 
 
-def test_human_depth_lands_on_the_mesh(renderer, human_sample):
+def test_human_depth_lands_on_the_mesh(human_renderer, human_sample):
     """Back-projected depth lies on the person's metric surfaces, hair included (nearest vertex of
     any mesh), and the person's height is the sampled phenotype height."""
     from scipy.spatial import cKDTree
@@ -375,7 +384,7 @@ def test_human_depth_lands_on_the_mesh(renderer, human_sample):
     pw = np.stack([(u - K[0, 2]) / K[0, 0] * zz, (v - K[1, 2]) / K[1, 1] * zz, zz], -1) @ c2w[:3, :3].T + c2w[:3, 3]
     from synthgen.rendering.blender.human import evaluated_vertices
 
-    verts = np.concatenate([evaluated_vertices(o) for o in renderer._meshes])
+    verts = np.concatenate([evaluated_vertices(o) for o in human_renderer._meshes])
     dist, _ = cKDTree(verts).query(pw)
     assert np.median(dist) < 0.006, np.median(dist)
     sub = s.record["render"]["subject"]
