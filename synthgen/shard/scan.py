@@ -103,31 +103,26 @@ def _scan_sample(store: Path, key: str, index: int, problems: list[str]) -> Item
     if rec["key"] != key:
         problems.append(f"{jp}: record key {rec['key']!r} does not match the file name")
         return None
-    sizes, shas, bad = [], [], False
-    for m in MEMBERS:
-        meta = rec.get("files", {}).get(m)
+    files = rec.get("files", {})
+    sizes, shas, extras, bad = [], [], [], False
+    for m in (*MEMBERS, *sorted(x for x in files if x not in MEMBERS)):  # required, then optional members
+        meta = files.get(m)
         if meta is None:
             problems.append(f"sample {key} in {store}: member {m} not listed in its record")
             bad = True
             continue
-        size = _member_size(sdir, store, key, f"{key}.{m}", meta, problems)
-        if size is None:
-            bad = True
-            continue
-        sizes.append(size)
-        shas.append(meta["sha256"])
-    extras = []
-    for m in sorted(x for x in rec.get("files", {}) if x not in MEMBERS):  # optional members
-        meta = rec["files"][m]
-        if not EXTRA_MEMBER_RE.match(m):
+        if m not in MEMBERS and not EXTRA_MEMBER_RE.match(m):
             problems.append(f"{jp}: files lists an invalid member name {m!r} (expected [a-z0-9_]+.exr)")
             bad = True
             continue
         size = _member_size(sdir, store, key, f"{key}.{m}", meta, problems)
         if size is None:
             bad = True
-            continue
-        extras.append((m, size, meta["sha256"]))
+        elif m in MEMBERS:
+            sizes.append(size)
+            shas.append(meta["sha256"])
+        else:
+            extras.append((m, size, meta["sha256"]))
     if bad:
         return None
     return Item(key=key, store=index, source=rec["source"], subject=str(rec["subject_id"]),
