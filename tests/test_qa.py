@@ -513,6 +513,47 @@ def test_damaged_shard_is_reported_not_fatal(tmp_path, synth_store):
     assert doc["statistics"]["samples"] >= 1
 
 
+def test_unsafe_tar_members_fail_qa_as_they_fail_shard_verify(tmp_path, synth_store):
+    """A ``../x`` member, an absolute name and a symbolic link appended to a packed shard (manifest
+    size and sha256 updated, so nothing else is wrong): ``synthgen shard verify`` names them and
+    exits 1, and QA reports the very same problems as input errors (``inputs_readable`` fails)
+    without reading them as samples."""
+    shards = tmp_path / "shards"
+    p = subprocess.run(SYNTHGEN + ["shard", str(synth_store), "--out", str(shards), "--split", "train=1",
+                                   "--samples-per-shard", "100", "--no-progress"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    tar = shards / "train-000000.tar"
+    with tarfile.open(tar, "a") as tf:
+        for name in ("../x.json", "/abs/y.json"):
+            data = json.dumps({"key": "x"}).encode()
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        link = tarfile.TarInfo("link_0.rgb.exr")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../outside.rgb.exr"
+        tf.addfile(link)
+    man = json.loads((shards / "manifest.json").read_text())
+    man["shards"][0].update(bytes=tar.stat().st_size, sha256=sha256_file(tar))
+    (shards / "manifest.json").write_text(json.dumps(man))
+    expected = ["member ../x.json: unsafe name (absolute or with a '..' component)",
+                "member /abs/y.json: unsafe name (absolute or with a '..' component)",
+                "member link_0.rgb.exr: not a regular file"]
+
+    v = subprocess.run(SYNTHGEN + ["shard", "verify", str(shards), "--no-progress"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert v.returncode == 1, v.stdout + v.stderr
+    assert f"BAD train-000000.tar: {'; '.join(expected)}\n" in v.stdout, v.stdout
+
+    out = tmp_path / "rep"
+    rc, so, se = run_qa(shards, "--out", out, "--no-html")
+    assert rc == 1, so + se
+    assert failing_gates(out) == {"inputs_readable"}, so
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["summary"]["input_problems"] == [f"{tar}: {e}" for e in expected]
+    assert doc["statistics"]["samples"] == 8
+
+
 def test_store_split_override_and_orphans(tmp_path, synth_store):
     s = tmp_path / "s"
     shutil.copytree(synth_store, s)

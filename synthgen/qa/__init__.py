@@ -1,8 +1,12 @@
 """Dataset QA reports: ``synthgen qa PATH [PATH ...] --out REPORT_DIR``.
 
-- :mod:`synthgen.qa.sources` — reading stores and WebDataset shard folders one sample at a time;
+- :mod:`synthgen.qa.inputs` — what the inputs are (store or shard folder, split), folder-level information;
+- :mod:`synthgen.qa.reader` — reading stores and WebDataset shard folders one sample at a time;
+- :mod:`synthgen.qa.samples` — one sample: its members, decoding and checking them;
 - :mod:`synthgen.qa.gates` — gate thresholds (YAML, pydantic);
-- :mod:`synthgen.qa.stats` — per-sample metrics and streaming, bounded-memory statistics;
+- :mod:`synthgen.qa.metrics` — per-sample metrics and gate checks (pure functions of one sample);
+- :mod:`synthgen.qa.accumulators` — streaming, bounded-memory statistics and gate verdicts;
+- :mod:`synthgen.qa.sensor` — depth-sensor statistics (simulated vs real);
 - :mod:`synthgen.qa.report` — ``report.json`` and the self-contained ``report.html``;
 - :mod:`synthgen.qa.cli` — the command (``add_parser``) and :func:`run_qa`.
 """

@@ -38,16 +38,17 @@ def run_qa(paths: list[str], out: str | Path, gates_file: str | None = None, sam
         The ``report.json`` document.
 
     Raises:
-        synthgen.qa.sources.InputError: a path is missing or not a store / shard folder, or no samples.
+        synthgen.qa.inputs.InputError: a path is missing or not a store / shard folder, or no samples.
         synthgen.qa.gates.GatesError: invalid gates file.
     """
     from tqdm import tqdm
 
     from .gates import load_gates
     from .report import build_summary, write_report
-    from .sources import (InputError, InputProblems, count_samples, decode, iter_shards, iter_store, parse_input,
-                          read_meta, shard_files)
-    from .stats import QAAccumulator
+    from .accumulators import QAAccumulator
+    from .inputs import InputError, InputProblems, count_samples, parse_input, read_meta
+    from .reader import iter_shards, iter_store
+    from .samples import decode
 
     gates = load_gates(gates_file)
     specs = [parse_input(p) for p in paths]
@@ -68,18 +69,7 @@ def run_qa(paths: list[str], out: str | Path, gates_file: str | None = None, sam
             for raw in it:
                 acc.add(decode(raw))
                 bar.update(1)
-            if spec.kind == "store":
-                n_files += 1
-            else:
-                tars = shard_files(spec.path)
-                n_files += len(tars) + len((meta["manifest"] or {}).get("shards_missing", []))
-                expected = (meta["manifest"] or {}).get("samples_per_shard", {})
-                for t in tars:
-                    want, got = expected.get(str(t)), acc.counts["location"].get(str(t), 0)
-                    if want is not None and int(want) != got:
-                        problems.error(f"{t}: manifest.json lists {want} samples, read {got}")
-                    elif meta["manifest"] is not None and str(t) not in expected:
-                        problems.error(f"{t}: not listed in manifest.json")
+            n_files += 1 if spec.kind == "store" else _check_shard_counts(spec, meta, acc, problems)
             inputs.append({"path": str(spec.path), "kind": spec.kind, "split": spec.split,
                            "samples": acc.n_occurrences - before, **meta})
     if acc.n_occurrences == 0:
@@ -94,6 +84,23 @@ def run_qa(paths: list[str], out: str | Path, gates_file: str | None = None, sam
             "scan_seconds": round(time.perf_counter() - t0, 3)}
     doc = write_report(out, acc, results, summary, meta, html=html)
     return doc
+
+
+def _check_shard_counts(spec, meta: dict[str, Any], acc, problems) -> int:
+    """Compare the samples read from each tar of a shard folder with its ``manifest.json``
+    (disagreements are ``problems`` errors); returns the number of input files (tars, and shards the
+    manifest lists that are missing) for the ``inputs_readable`` gate."""
+    from .reader import shard_files
+
+    tars = shard_files(spec.path)
+    expected = (meta["manifest"] or {}).get("samples_per_shard", {})
+    for t in tars:
+        want, got = expected.get(str(t)), acc.counts["location"].get(str(t), 0)
+        if want is not None and int(want) != got:
+            problems.error(f"{t}: manifest.json lists {want} samples, read {got}")
+        elif meta["manifest"] is not None and str(t) not in expected:
+            problems.error(f"{t}: not listed in manifest.json")
+    return len(tars) + len((meta["manifest"] or {}).get("shards_missing", []))
 
 
 def print_summary(doc: dict[str, Any], out: Path, stream=sys.stdout) -> None:
@@ -124,7 +131,7 @@ def print_summary(doc: dict[str, Any], out: Path, stream=sys.stdout) -> None:
 
 def _cmd(args: argparse.Namespace) -> int:
     from .gates import GatesError, dump_gates, load_gates
-    from .sources import InputError
+    from .inputs import InputError
 
     if args.print_gates:
         try:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import write_bytes_atomic, write_json_atomic
-from .stats import QAAccumulator, Tile
+from .accumulators import QAAccumulator, Tile
 
 SOURCE_COLOURS = {"synthetic": "#1f77b4", "real": "#ff7f0e", "unknown": "#7f7f7f"}
 PLOT_GROUPS = [
@@ -186,12 +186,7 @@ def plot_sensor_noise(ds: dict[str, Any]) -> str | None:
         zz = np.linspace(0.0, max(zmax, 1.0) + 0.25, 60)
         ax.plot(zz, 1000 * (m["sigma_a_m"] + m["sigma_b_per_m"] * zz ** 2), "-", color="k", lw=1,
                 label="model a + b z² (synthetic records)")
-    ax.set_xlabel("depth (m)", fontsize=8)
-    ax.set_ylabel("noise sigma (mm)", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, frameon=False)
-    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.15, top=0.96)
-    return _fig_uri(fig)
+    return _sensor_plot_uri(fig, ax, "depth (m)", "noise sigma (mm)")
 
 
 def plot_sensor_holes(ds: dict[str, Any], which: str = "subject") -> str | None:
@@ -212,9 +207,14 @@ def plot_sensor_holes(ds: dict[str, Any], which: str = "subject") -> str | None:
         ax.stairs(c / c.sum(), edges, fill=True, alpha=0.3, color=col)
         ax.stairs(c / c.sum(), edges, color=col, linewidth=1.4, label=f"{_group_label(g)} (n={int(c.sum())})")
     ax.set_xlim(0, edges[min(max(hi, 5), len(edges) - 1)])
-    ax.set_xlabel("hole fraction per sample, " + ("inside the subject mask" if which == "subject" else "overall"),
-                  fontsize=8)
-    ax.set_ylabel("fraction of samples", fontsize=8)
+    return _sensor_plot_uri(fig, ax, "hole fraction per sample, "
+                            + ("inside the subject mask" if which == "subject" else "overall"), "fraction of samples")
+
+
+def _sensor_plot_uri(fig, ax, xlabel: str, ylabel: str) -> str:
+    """Axis labels, legend and margins of a depth-sensor plot; its PNG data URI."""
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7, frameon=False)
     fig.subplots_adjust(left=0.13, right=0.97, bottom=0.15, top=0.96)

@@ -8,22 +8,15 @@ import logging
 import sys
 from pathlib import Path
 
-
-from .codec import decode, decode_member, decode_sample, encode_options, member_names  # noqa: F401 (public API)
-from .plan import (SOURCES, ShardInputError)
+from ..errors import ShardInputError
+from .codec import encode_options
+from .manifest import MANIFEST
+from .options import DEFAULT_SHARD_SIZE, DEFAULT_SPLIT, SOURCES
 from .pack import pack
 from .verify import verify
 
 log = logging.getLogger("synthgen.shard")
 
-FORMAT = "synthgen.shards/1"
-MANIFEST = "manifest.json"
-PROGRESS = ".shard-progress.jsonl"
-SAMPLES_INDEX = "samples.jsonl"
-DEFAULT_SPLIT = "train=0.9,val=0.05,test=0.05"
-DEFAULT_SHARD_SIZE = "512MB"
-
-__all__ = ["pack", "verify", "decode", "decode_sample", "decode_member", "ShardInputError", "FORMAT"]
 
 def _print_summary(manifest: dict, out: Path) -> None:
     rows = [("split", "shards", "samples", "synthetic", "real", "subjects", "MB", "mix target", "mix achieved")]

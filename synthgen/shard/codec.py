@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from ..colour import TONE_CURVES, rgb_to_8bit, view_transform  # noqa: F401 (re-exported)
-from ..exr import depth_channel, read_exr_bytes  # noqa: F401 (re-exported)
+from ..exr import DEPTH_CHANNEL, LEGACY_DEPTH_CHANNEL, read_exr_bytes  # noqa: F401 (re-exported)
 
 EXR_MEMBERS = ("rgb.exr", "depth.exr", "mask.exr", "json")
 PNG_COMPRESS_LEVEL = 6
@@ -110,13 +110,8 @@ def encode_train(key: str, blobs: dict[str, bytes], record: dict[str, Any], enco
     Raises:
         ValueError: an EXR cannot be decoded or lacks its channels (message names the member).
     """
-    c = read_exr_bytes(blobs["rgb.exr"], f"{key}.rgb.exr")
-    try:
-        rgb = np.stack([c["R"], c["G"], c["B"]], axis=-1).astype(np.float32)
-        depth = depth_channel(read_exr_bytes(blobs["depth.exr"], f"{key}.depth.exr"), f"{key}.depth.exr").astype(np.float32)
-        mask = read_exr_bytes(blobs["mask.exr"], f"{key}.mask.exr")["Y"].astype(np.float32)
-    except KeyError as exc:
-        raise ValueError(f"sample {key}: EXR member lacks channel {exc}") from exc
+    rgb, depth, mask = (decode_image(kind, m, blobs[m], f"{key}.{m}")[0] for kind, m in
+                        (("rgb", "rgb.exr"), ("depth", "depth.exr"), ("mask", "mask.exr")))
     rgb_name, depth_name, mask_name, _ = member_names(encode)
     rgb8 = rgb_to_8bit(rgb, encode["exposure_ev"], encode["tone"])
     out = [(rgb_name, jpeg_bytes(rgb8) if encode["rgb"] == "jpeg" else png_bytes(rgb8))]
@@ -147,6 +142,55 @@ def encode_train(key: str, blobs: dict[str, bytes], record: dict[str, Any], enco
 
 # ----------------------------------------------------------------------------- decoding (readers)
 
+EXR_CHANNELS = {"rgb": ("R", "G", "B"), "depth": (DEPTH_CHANNEL,), "mask": ("Y",)}
+"""Channels of each image kind in EXR members (sample format 2; format 1 stored depth in ``Z``,
+which :func:`decode_image` still accepts)."""
+
+
+def decode_image(kind: str, ext: str, data: bytes, what: str | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Decode one image member of a sample (a shard member or a store file): the one decoder of image members.
+
+    Args:
+        kind: ``"rgb"``, ``"depth"`` or ``"mask"``.
+        ext: the member extension; ``*exr`` is read as OpenEXR, anything else (``png``, ``jpg``,
+            ``jpeg``) with Pillow.
+        data: the member bytes.
+        what: the member's name for error messages (None: messages name no member).
+
+    Returns:
+        ``(array, stored)``. ``array``: rgb (H, W, 3) float32 linear from EXR or uint8 sRGB from
+        PNG/JPEG; depth (H, W) float32 metres, 0 = invalid (EXR as stored; PNG: uint16 millimetres
+        / 1000); mask (H, W) float32 coverage (EXR as stored; PNG: uint8 / 255 or uint16 / 65535).
+        ``stored``: the arrays as stored in the member (EXR: one per channel, in ``R, G, B`` /
+        depth (``Y``, format 1 ``Z``) / ``Y`` order, stored dtype; PNG/JPEG: the image array), e.g. for hashing content.
+
+    Raises:
+        ValueError: the bytes cannot be decoded or an EXR lacks the channels of ``kind``
+            (:class:`synthgen.errors.ExrError` is a ValueError).
+        PIL.UnidentifiedImageError, OSError: a PNG/JPEG member that Pillow cannot read.
+    """
+    if ext.endswith("exr"):
+        ch = read_exr_bytes(data, what or "EXR")
+        if kind == "depth" and DEPTH_CHANNEL not in ch and LEGACY_DEPTH_CHANNEL in ch:  # format 1
+            ch = {DEPTH_CHANNEL: ch[LEGACY_DEPTH_CHANNEL]}
+        need = EXR_CHANNELS[kind]
+        missing = [c for c in need if c not in ch]
+        if missing:
+            raise ValueError(f"{what + ': ' if what else ''}missing channel(s) {missing}; found {sorted(ch)}")
+        stored = [ch[c] for c in need]
+        if kind == "rgb":
+            return np.stack(stored, axis=-1).astype(np.float32), stored
+        return stored[0].astype(np.float32), stored
+    with Image.open(io.BytesIO(data)) as im:
+        if kind == "rgb":
+            a = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            return a, [a]
+        a = np.asarray(im)
+    if kind == "depth":
+        return a.astype(np.float32) / 1000.0, [a]  # 16-bit millimetres, 0 = invalid
+    return a.astype(np.float32) / (65535.0 if a.dtype == np.uint16 else 255.0), [a]
+
+
 def decode_member(name: str, data: bytes) -> Any:
     """Decode one shard member by its extension; returns None for members it does not know.
 
@@ -169,25 +213,15 @@ def decode_member(name: str, data: bytes) -> Any:
     def is_(ext: str | tuple[str, ...]) -> bool:  # the member itself or KEY.member, not e.g. extra_rgb.exr
         return any(name == e or name.endswith("." + e) for e in ((ext,) if isinstance(ext, str) else ext))
 
-    if is_("rgb.exr"):
-        c = read_exr_bytes(data, name)
-        return np.stack([c["R"], c["G"], c["B"]], axis=-1).astype(np.float32)
-    if is_("depth.exr"):
-        return depth_channel(read_exr_bytes(data, name), name).astype(np.float32)
-    if is_("mask.exr"):
-        return read_exr_bytes(data, name)["Y"].astype(np.float32)
+    for kind, exts in (("rgb", ("rgb.exr", "rgb.png", "rgb.jpg")), ("depth", ("depth.exr", "depth.png")),
+                       ("mask", ("mask.exr", "mask.png"))):
+        if is_(exts):
+            return decode_image(kind, name, data, name)[0]
     if name.endswith(".exr"):  # optional extra member
         c = read_exr_bytes(data, name)
         if len(c) == 1:
             return next(iter(c.values())).astype(np.float32)
         return {k: v.astype(np.float32) for k, v in c.items()}
-    if is_(("rgb.png", "rgb.jpg")):
-        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.uint8)
-    if is_("depth.png"):
-        a = np.asarray(Image.open(io.BytesIO(data)))
-        return (a.astype(np.float32) / 1000.0).astype(np.float32)
-    if is_("mask.png"):
-        return np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0
     if name == "json" or name.endswith(".json"):
         return json.loads(data)
     return None

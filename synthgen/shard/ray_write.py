@@ -2,7 +2,7 @@
 
 The driver makes the same deterministic plan as the local engine (records only, a few hundred
 bytes per sample). Each shard plan becomes one row of a Ray Dataset (``ray.data.from_items``);
-``Dataset.map`` runs :func:`synthgen.shard_write.write_shard` on it in a Ray task, which reads the
+``Dataset.map`` runs :func:`synthgen.shard.write.write_shard` on it in a Ray task, which reads the
 members from the stores and writes the shard atomically into the output folder, and returns the
 shard's manifest entry. The driver streams the entries back (``iter_rows``), journals them and
 writes the manifest. Shards are therefore byte-identical to the local engine's.
@@ -25,7 +25,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from .plan import Item, ShardPlan
+from ..errors import ShardInputError
+from .plan import ShardPlan
+from .scan import Item
 from ..raycluster import init_ray
 
 log = logging.getLogger("synthgen.shard")
@@ -75,8 +77,6 @@ def write_shards_ray(shards: list[ShardPlan], out: Path, stores: list[str], enco
     ``address`` is None) and shuts it down afterwards. Errors raised in a task (for example a
     member failing its checksum) are re-raised here as :class:`ShardInputError` when possible.
     """
-    from .plan import ShardInputError
-
     try:
         import ray
         import ray.data

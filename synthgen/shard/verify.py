@@ -13,19 +13,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .codec import decode, decode_member, decode_sample, encode_options, member_names  # noqa: F401 (public API)
-from .plan import (ShardInputError, keys_digest)
+from ..errors import ShardInputError
+from .manifest import MANIFEST
+from .plan import keys_digest
+from .tarformat import member_problem
 
 log = logging.getLogger("synthgen.shard")
 
-FORMAT = "synthgen.shards/1"
-MANIFEST = "manifest.json"
-PROGRESS = ".shard-progress.jsonl"
-SAMPLES_INDEX = "samples.jsonl"
-DEFAULT_SPLIT = "train=0.9,val=0.05,test=0.05"
-DEFAULT_SHARD_SIZE = "512MB"
-
-__all__ = ["pack", "verify", "decode", "decode_sample", "decode_member", "ShardInputError", "FORMAT"]
 
 class _HashingReader:
     def __init__(self, fh):
@@ -43,7 +37,8 @@ class _HashingReader:
 def verify_shard(path: Path, entry: dict, members: list[str], optional: list[str] | tuple = ()) -> list[str]:
     """Check one shard against its manifest entry in a single read; returns problems (empty = ok).
 
-    Checks: presence, size, sha256, readable tar, regular files only, every sample has exactly the
+    Checks: presence, size, sha256, readable tar, regular files with safe names only
+    (:func:`synthgen.shard.tarformat.member_problem`), every sample has exactly the
     members ``members`` in a row plus the optional members (``optional``, from the manifest's
     ``optional_members``) that its record lists, sample count, order/identity of keys
     (``keys_sha256``), and each member's sha256 against the sample's JSON record (naming the damaged
@@ -59,60 +54,10 @@ def verify_shard(path: Path, entry: dict, members: list[str], optional: list[str
     keys: list[str] = []
     with open(path, "rb") as fh:
         rd = _HashingReader(fh)
-        cur_key: str | None = None
-        cur: dict[str, Any] = {}
-
-        def close_sample() -> None:
-            if cur_key is None:
-                return
-            rec = cur.get("json")
-            exr = "rgb.exr" in members
-            files = {}
-            if isinstance(rec, dict):
-                files = rec.get("files" if exr else "source_files") or {}
-                files = files if isinstance(files, dict) else {}
-            listed_extra = sorted(m for m in files if m not in ("rgb.exr", "depth.exr", "mask.exr"))
-            got = sorted(cur)
-            unknown = [m for m in got if m not in members and m not in optional]
-            if unknown or any(m not in cur for m in members):
-                problems.append(f"sample {cur_key}: members {got}, expected {sorted(members)}"
-                                + (f" plus optional {sorted(optional)}" if optional else ""))
-            elif sorted(m for m in got if m not in members) != listed_extra and isinstance(rec, dict):
-                problems.append(f"sample {cur_key}: optional members {sorted(m for m in got if m not in members)} "
-                                f"differ from those its record lists {listed_extra}")
-            check = ("rgb.exr", "depth.exr", "mask.exr", *listed_extra) if exr else listed_extra
-            for m in check:
-                want = files.get(m, {}).get("sha256") if isinstance(files.get(m), dict) else None
-                if m in cur and want is not None and cur[m] != want:
-                    problems.append(f"sample {cur_key}: {m} does not match the sha256 in its record")
-
         try:
             with tarfile.open(fileobj=rd, mode="r|", bufsize=1 << 20) as tar:
-                for ti in tar:
-                    if not ti.isreg():
-                        problems.append(f"member {ti.name}: not a regular file")
-                        continue
-                    key, _, ext = ti.name.partition(".")
-                    if key != cur_key:
-                        close_sample()
-                        if key in keys:
-                            problems.append(f"sample {key}: members not contiguous or key repeated")
-                        keys.append(key)
-                        cur_key, cur = key, {}
-                    f = tar.extractfile(ti)
-                    if ext == "json":
-                        data = f.read()
-                        try:
-                            cur[ext] = json.loads(data)
-                        except ValueError:
-                            problems.append(f"sample {key}: json member is not valid JSON")
-                            cur[ext] = None
-                    else:
-                        h = hashlib.sha256()
-                        while block := f.read(1 << 20):
-                            h.update(block)
-                        cur[ext] = h.hexdigest()
-                close_sample()
+                for key, sample in _samples(tar, keys, problems):
+                    problems += _sample_problems(key, sample, members, optional)
         except (tarfile.TarError, OSError, EOFError) as exc:
             problems.append(f"unreadable tar after {len(keys)} sample(s): {exc}")
         while rd.read(1 << 20):  # hash whatever follows the end-of-archive marker
@@ -123,6 +68,68 @@ def verify_shard(path: Path, entry: dict, members: list[str], optional: list[str
         problems.append(f"{len(keys)} samples, manifest says {entry['count']}")
     elif keys_digest(keys) != entry["keys_sha256"]:
         problems.append("sample keys differ from the manifest")
+    return problems
+
+
+def _samples(tar: tarfile.TarFile, keys: list[str], problems: list[str]):
+    """Yield ``(key, {member extension: sha256 hex, or the parsed record for "json"})`` per sample
+    of a streamed tar, in order; appends each new key to ``keys`` and tar-level problems (unsafe
+    members, keys not contiguous, invalid JSON) to ``problems``."""
+    cur_key: str | None = None
+    cur: dict[str, Any] = {}
+    for ti in tar:
+        problem = member_problem(ti)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        key, _, ext = ti.name.partition(".")
+        if key != cur_key:
+            if cur_key is not None:
+                yield cur_key, cur
+            if key in keys:
+                problems.append(f"sample {key}: members not contiguous or key repeated")
+            keys.append(key)
+            cur_key, cur = key, {}
+        f = tar.extractfile(ti)
+        if ext == "json":
+            try:
+                cur[ext] = json.loads(f.read())
+            except ValueError:
+                problems.append(f"sample {key}: json member is not valid JSON")
+                cur[ext] = None
+        else:
+            h = hashlib.sha256()
+            while block := f.read(1 << 20):
+                h.update(block)
+            cur[ext] = h.hexdigest()
+    if cur_key is not None:
+        yield cur_key, cur
+
+
+def _sample_problems(key: str, cur: dict[str, Any], members: list[str], optional: list[str] | tuple) -> list[str]:
+    """Problems of one sample: its members against ``members`` + ``optional`` and the members its
+    record lists, and each member's sha256 against the record."""
+    problems = []
+    rec = cur.get("json")
+    exr = "rgb.exr" in members
+    files = {}
+    if isinstance(rec, dict):
+        files = rec.get("files" if exr else "source_files") or {}
+        files = files if isinstance(files, dict) else {}
+    listed_extra = sorted(m for m in files if m not in ("rgb.exr", "depth.exr", "mask.exr"))
+    got = sorted(cur)
+    unknown = [m for m in got if m not in members and m not in optional]
+    if unknown or any(m not in cur for m in members):
+        problems.append(f"sample {key}: members {got}, expected {sorted(members)}"
+                        + (f" plus optional {sorted(optional)}" if optional else ""))
+    elif sorted(m for m in got if m not in members) != listed_extra and isinstance(rec, dict):
+        problems.append(f"sample {key}: optional members {sorted(m for m in got if m not in members)} "
+                        f"differ from those its record lists {listed_extra}")
+    check = ("rgb.exr", "depth.exr", "mask.exr", *listed_extra) if exr else listed_extra
+    for m in check:
+        want = files.get(m, {}).get("sha256") if isinstance(files.get(m), dict) else None
+        if m in cur and want is not None and cur[m] != want:
+            problems.append(f"sample {key}: {m} does not match the sha256 in its record")
     return problems
 
 
@@ -163,6 +170,3 @@ def verify(out: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
             bad[wp.name] = [f"missing or unreadable wids shard list ({exc})"]
     return {"ok": not bad, "shards": len(shards), "samples": sum(e["count"] for e in shards), "bad": bad,
             "warnings": warnings}
-
-
-# ----------------------------------------------------------------------------- CLI

@@ -1,21 +1,14 @@
 """Writing one byte-reproducible WebDataset shard (a POSIX tar file).
 
-Reproducibility: every member header has ``mtime = 0``, ``uid = gid = 0``, empty ``uname`` and
-``gname``, mode ``0o444``; members are written sample by sample in plan order and, within a
-sample, as ``rgb``, ``depth``, ``mask``, the optional extra members listed in the record (e.g.
+Reproducibility: members are written sample by sample in plan order and, within a sample, as
+``rgb``, ``depth``, ``mask``, the optional extra members listed in the record (e.g.
 ``depth_sensor.exr``, by name; packed unchanged in both encodings), ``json`` (so WebDataset groups
-them into one sample).
-The archive format is POSIX.1-2001 (pax); plain ustar headers are used whenever a name fits, which
-is always the case for contract keys up to 90 characters. Format reference:
-https://pubs.opengroup.org/onlinepubs/9699919799/utilities/pax.html#tag_20_92_13_06
+them into one sample). Headers, padding and the end of the archive are :mod:`.tarformat`'s
+(``mtime = 0``, ``uid = gid = 0``, mode ``0o444``, pax/ustar).
 
 The tar stream is laid out here rather than through ``tarfile.TarFile.addfile`` (which copies
-every member through a small buffer): headers are :meth:`tarfile.TarInfo.tobuf` (or a byte-identical
-ustar template, :func:`tar_header`) and the stream is exactly what ``tarfile.open(mode="w",
-format=PAX_FORMAT)`` + ``addfile`` + ``close`` write: per member a header, the data, NUL padding
-to a 512-byte block; then two NUL blocks and NUL padding to a multiple of
-:data:`tarfile.RECORDSIZE` (10240 bytes). Tests compare the output with ``tarfile``'s and read it
-back with the stock ``webdataset`` reader.
+every member through a small buffer); it is byte-identical to ``tarfile``'s. Tests compare the
+output with ``tarfile``'s and read it back with the stock ``webdataset`` reader.
 
 Throughput (see docs/shard.md, "Benchmark"): each input file is read **once** (``readinto`` a
 reused buffer); those very bytes are (a) checked against the sha256 in the sample record
@@ -36,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tarfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -44,70 +36,13 @@ from typing import Any, Callable, Sequence
 
 from ..atomic import atomic_path
 from ..contract import MEMBERS
+from ..errors import ShardInputError
 from .codec import encode_train, member_names
-from .plan import Item, ShardInputError, ShardPlan, keys_digest
+from .plan import ShardPlan, keys_digest
+from .scan import Item
+from .tarformat import _tarinfo, tar_end, tar_header, tar_member  # noqa: F401 (_tarinfo, tar_header re-exported)
 
-TAR_MTIME = 0
-TAR_MODE = 0o444
-TAR_ENCODING = "utf-8"  # member names are contract keys (ASCII); fixed so bytes do not depend on the locale
-BLOCK = tarfile.BLOCKSIZE  # 512
-RECORD = tarfile.RECORDSIZE  # 10240
-_NUL = bytes(RECORD)
 MAX_PENDING = 16 << 20
-
-
-def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.size = size
-    ti.mtime = TAR_MTIME
-    ti.mode = TAR_MODE
-    ti.uid = ti.gid = 0
-    ti.uname = ti.gname = ""
-    ti.type = tarfile.REGTYPE
-    return ti
-
-
-def tar_header(name: str, size: int) -> bytes:
-    """The header block(s) of one regular-file member, byte-identical to
-    ``_tarinfo(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")``.
-
-    Fast path (ASCII name of at most 100 bytes, size below 8 GiB: no pax extended header is
-    needed): a ustar header made from a template by patching the name, size and checksum fields
-    (ustar layout: name at 0..100, size at 124..136 as 11 octal digits + NUL, checksum at 148..156
-    as 6 octal digits + NUL + space over the header with that field read as spaces). Anything else
-    goes through :meth:`tarfile.TarInfo.tobuf`.
-    """
-    if not name.isascii() or len(name) > 100 or size >= 0o77777777777:
-        return _tarinfo(name, size).tobuf(tarfile.PAX_FORMAT, TAR_ENCODING, "surrogateescape")
-    nb = name.encode("ascii")
-    buf = bytearray(_HEADER_TEMPLATE)
-    buf[0:len(nb)] = nb
-    buf[124:136] = b"%011o\0" % size
-    buf[148:155] = b"%06o\0" % sum(buf)  # the template's checksum field holds 8 spaces
-    return bytes(buf)
-
-
-def _header_template() -> bytes:
-    hdr = bytearray(_tarinfo("", 0).tobuf(tarfile.PAX_FORMAT, TAR_ENCODING, "surrogateescape"))
-    assert len(hdr) == BLOCK and hdr[0:100] == bytes(100)
-    hdr[148:156] = b" " * 8
-    return bytes(hdr)
-
-
-_HEADER_TEMPLATE = _header_template()
-
-
-def tar_member(name: str, data) -> list:
-    """The tar pieces of one regular-file member: ``[header, data, NUL padding]`` (padding may be
-    empty); ``data`` is bytes or a buffer. Header: :func:`tar_header`."""
-    return [tar_header(name, len(data)), data, _NUL[: -len(data) % BLOCK]]
-
-
-def tar_end(offset: int) -> bytes:
-    """End-of-archive bytes after ``offset`` bytes of members: two NUL blocks, then NUL padding to
-    a multiple of ``tarfile.RECORDSIZE`` (what ``TarFile.close`` writes)."""
-    offset += 2 * BLOCK
-    return bytes(2 * BLOCK + (-offset % RECORD))
 
 
 def _writev_all(fd: int, pieces: Sequence[bytes]) -> None:
@@ -231,7 +166,7 @@ def write_shard(path: str | os.PathLike, shard: ShardPlan, stores: list[str], en
         path: final shard path (``.../{split}-{index:06d}.tar``).
         shard: the samples to pack, in order.
         stores: store folders, indexed by ``Item.store``.
-        encode: encoding options (:func:`synthgen.shard_codec.encode_options`).
+        encode: encoding options (:func:`synthgen.shard.codec.encode_options`).
         check_inputs: verify each member's sha256 against the sample record, and the record's
             bytes against the scan, on the very bytes that are written.
         on_sample: called after each sample (progress bars).
@@ -249,78 +184,99 @@ def write_shard(path: str | os.PathLike, shard: ShardPlan, stores: list[str], en
     """
     path = Path(path)
     names = member_names(encode)
-    exr = encode["name"] == "exr"
     # exr + check: this thread reads and hashes inputs, the helper writes and hashes the shard;
     # otherwise this thread reads (and encodes) and writes, the helper hashes the shard
-    helper_writes = exr and check_inputs
-    pending: deque[tuple[Future, int, bytearray | None]] = deque()  # (helper's job, bytes, buffer)
-    pending_bytes = emitted = 0
-    pool = _BufferPool()
+    helper_writes = encode["name"] == "exr" and check_inputs
 
     with atomic_path(path) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0))
         sink = _Sink(fd)
-        helper = ThreadPoolExecutor(1, "shard-writer")
-
-        def emit(pieces: list, buf: bytearray | None) -> None:
-            """Append ``pieces`` to the shard (the helper has one worker: stream order is kept)."""
-            nonlocal pending_bytes, emitted
-            if helper_writes:
-                job = helper.submit(sink.write, pieces)
-            else:
-                job = helper.submit(sink.hash, pieces)
-                sink.put(pieces)
-            n = sum(len(p) for p in pieces)
-            pending.append((job, n, buf))
-            pending_bytes += n
-            emitted += n
-
-        def settle(keep: int, limit: int) -> None:
-            """Wait for the oldest jobs until at most ``keep`` jobs or ``limit`` bytes are pending."""
-            nonlocal pending_bytes
-            while len(pending) > keep and pending_bytes > limit:
-                job, n, buf = pending.popleft()
-                job.result()  # re-raises the helper's OSError
-                pending_bytes -= n
-                if buf is not None:
-                    pool.put(buf)  # written and hashed: reusable
-
+        pipe = _Pipeline(sink, helper_writes, _BufferPool())
         try:
             for it in shard.items:
-                store = stores[it.store]
-                layout = it.member_sizes()
-                buf = pool.get(sum(size for _, size in layout))
-                blobs = _read_sample(store, it, buf)
-                if exr:
-                    exts = [*names[:3], *(e[0] for e in it.extras), names[3]]
-                    emit([p for ext, data in zip(exts, blobs) for p in tar_member(f"{it.key}.{ext}", data)], buf)
-                    if check_inputs:  # while the helper writes; a mismatch aborts the whole shard
-                        _check([hashlib.sha256(b).hexdigest() for b in blobs], it, store)
-                else:
-                    if check_inputs:
-                        _check([hashlib.sha256(b).hexdigest() for b in blobs], it, store)
-                    raw = [bytes(b) for b in blobs]
-                    pool.put(buf)
-                    try:
-                        members = encode_train(it.key, dict(zip(MEMBERS, raw[:3])), json.loads(raw[-1]), encode)
-                    except ValueError as exc:
-                        raise ShardInputError(f"sample {it.key} in {store}: {exc}") from exc
-                    extra = [(e[0], data) for e, data in zip(it.extras, raw[3:-1])]  # packed unchanged
-                    members = members[:3] + extra + members[3:]
-                    emit([p for ext, data in members for p in tar_member(f"{it.key}.{ext}", data)], None)
-                settle(1, max_pending)
+                _emit_sample(pipe, it, stores[it.store], names, encode, check_inputs)
+                pipe.settle(1, max_pending)
                 if on_sample is not None:
                     on_sample()
-            emit([tar_end(emitted)], None)
-            settle(0, -1)
+            pipe.emit([tar_end(pipe.emitted)], None)
+            pipe.settle(0, -1)
             os.fsync(fd)  # the data went to the disk during writing (see _Sink): this waits for the rest
         finally:
-            helper.shutdown(wait=True, cancel_futures=True)  # no job may touch fd once it is closed
+            pipe.shutdown()  # no job may touch fd once it is closed
             os.close(fd)
         entry = {"file": path.name, "split": shard.split, "index": shard.index, "count": len(shard.items),
                  "bytes": sink.written, "sha256": sink.sha.hexdigest(), "first_key": shard.items[0].key,
                  "last_key": shard.items[-1].key, "keys_sha256": keys_digest(i.key for i in shard.items)}
     return entry
+
+
+class _Pipeline:
+    """The shard's pieces in stream order, handed to one helper thread (so the order is kept).
+
+    With ``helper_writes`` the helper writes and hashes them (:meth:`_Sink.write`); otherwise this
+    thread writes them and the helper hashes them. Tracks the pieces in flight (``pending``: the
+    helper's job, its bytes, the sample buffer to give back to ``pool`` once done) so that memory
+    stays bounded (:meth:`settle`).
+    """
+
+    def __init__(self, sink: _Sink, helper_writes: bool, pool: _BufferPool):
+        self.sink, self.helper_writes, self.pool = sink, helper_writes, pool
+        self.helper = ThreadPoolExecutor(1, "shard-writer")
+        self.pending: deque[tuple[Future, int, bytearray | None]] = deque()
+        self.pending_bytes = 0
+        self.emitted = 0
+
+    def emit(self, pieces: list, buf: bytearray | None) -> None:
+        """Append ``pieces`` to the shard; ``buf`` (their memory) is reused once they are written and hashed."""
+        if self.helper_writes:
+            job = self.helper.submit(self.sink.write, pieces)
+        else:
+            job = self.helper.submit(self.sink.hash, pieces)
+            self.sink.put(pieces)
+        n = sum(len(p) for p in pieces)
+        self.pending.append((job, n, buf))
+        self.pending_bytes += n
+        self.emitted += n
+
+    def settle(self, keep: int, limit: int) -> None:
+        """Wait for the oldest jobs until at most ``keep`` jobs or ``limit`` bytes are pending."""
+        while len(self.pending) > keep and self.pending_bytes > limit:
+            job, n, buf = self.pending.popleft()
+            job.result()  # re-raises the helper's OSError
+            self.pending_bytes -= n
+            if buf is not None:
+                self.pool.put(buf)  # written and hashed: reusable
+
+    def shutdown(self) -> None:
+        self.helper.shutdown(wait=True, cancel_futures=True)
+
+
+def _emit_sample(pipe: _Pipeline, it: Item, store: str, names: Sequence[str], encode: dict[str, Any],
+                 check_inputs: bool) -> None:
+    """Read sample ``it`` once and emit its members: as stored (``exr``) or re-encoded (``train``).
+
+    Raises:
+        ShardInputError: a member is unreadable, changed, fails its sha256 or cannot be encoded.
+    """
+    buf = pipe.pool.get(sum(size for _, size in it.member_sizes()))
+    blobs = _read_sample(store, it, buf)
+    if encode["name"] == "exr":
+        exts = [*names[:3], *(e[0] for e in it.extras), names[3]]
+        pipe.emit([p for ext, data in zip(exts, blobs) for p in tar_member(f"{it.key}.{ext}", data)], buf)
+        if check_inputs:  # while the helper writes; a mismatch aborts the whole shard
+            _check([hashlib.sha256(b).hexdigest() for b in blobs], it, store)
+        return
+    if check_inputs:
+        _check([hashlib.sha256(b).hexdigest() for b in blobs], it, store)
+    raw = [bytes(b) for b in blobs]
+    pipe.pool.put(buf)
+    try:
+        members = encode_train(it.key, dict(zip(MEMBERS, raw[:3])), json.loads(raw[-1]), encode)
+    except ValueError as exc:
+        raise ShardInputError(f"sample {it.key} in {store}: {exc}") from exc
+    extra = [(e[0], data) for e, data in zip(it.extras, raw[3:-1])]  # packed unchanged
+    members = members[:3] + extra + members[3:]
+    pipe.emit([p for ext, data in members for p in tar_member(f"{it.key}.{ext}", data)], None)
 
 
 def _check(shas: list[str], it: Item, store: str) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from ..common import FrameError, FrameRef, LoadedFrame, K_from_exif, display_path, make_K, open_image, read_bytes
 from ..xmp import XmpError, jpeg_xmp, parse_xml
 from . import resolve_K
-from .gdepth import GDepthReader, decode_range, normalised, range_to_planar
+from .gdepth import GDepthReader, decode_range, normalised, planar_depth
 
 NS_DEVICE = "http://ns.google.com/photos/dd/1.0/device/"
 NS_CONTAINER = "http://ns.google.com/photos/dd/1.0/container/"
@@ -171,10 +171,7 @@ class DynamicDepthReader(GDepthReader):
             fallback = K_from_exif(primary, w, h)
         K, ksrc = resolve_K(ref.info.get("intr"), w, h, opts, fallback)
         measure = p.get("MeasureType") or "OpticalAxis"
-        if measure.lower() in ("opticray", "opticalray"):
-            if K is None:
-                raise FrameError("intrinsics_missing", f"{name}: OpticRay depth needs intrinsics to become planar z")
-            depth = range_to_planar(depth, K)
+        depth = planar_depth(depth, K, measure, name, ray_measures=("opticray", "opticalray"))
         capture = {"format": self.name, "sensor": "phone camera (Dynamic Depth 1.0)",
                    "source_files": {"photo": path.name},
                    "depth_units": (f"Dynamic Depth {fmt}, near={near:g}, far={far:g}, Units={units}; "

@@ -54,6 +54,22 @@ def range_to_planar(rng: np.ndarray, K: np.ndarray) -> np.ndarray:
     return (rng / np.sqrt(u[None, :] ** 2 + v[:, None] ** 2 + 1.0)).astype(np.float32)
 
 
+def planar_depth(depth: np.ndarray, K: np.ndarray | None, measure: str, name: str,
+                 ray_measures: tuple[str, ...] = ("opticray",)) -> np.ndarray:
+    """``depth`` as planar z: unchanged when measured along the optical axis, converted by
+    :func:`range_to_planar` when ``measure`` (the file's ``MeasureType``, case-insensitive) is one of
+    ``ray_measures`` (distance along the pixel's ray).
+
+    Raises:
+        FrameError: ``intrinsics_missing``: ray depth but no intrinsics (``K`` None); names ``name``.
+    """
+    if measure.lower() not in ray_measures:
+        return depth
+    if K is None:
+        raise FrameError("intrinsics_missing", f"{name}: OpticRay depth needs intrinsics to become planar z")
+    return range_to_planar(depth, K)
+
+
 def normalised(im) -> tuple[np.ndarray, int]:
     """Depth image -> ``(dn in [0, 1] float32, bits)``; colour images use their first channel."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -141,10 +157,7 @@ class GDepthReader(Reader):
         h, w = depth.shape
         K, ksrc = resolve_K(ref.info.get("intr"), w, h, opts, K_from_exif(primary, w, h))
         measure = props.get(NS + "MeasureType", "OpticalAxis")
-        if measure.lower() == "opticray":
-            if K is None:
-                raise FrameError("intrinsics_missing", f"{name}: OpticRay depth needs intrinsics to become planar z")
-            depth = range_to_planar(depth, K)
+        depth = planar_depth(depth, K, measure, name)
         capture = {"format": self.name, "sensor": "phone camera (Google GDepth / Lens Blur)",
                    "source_files": {"photo": path.name},
                    "depth_units": (f"GDepth {fmt}, near={near:g}, far={far:g}, units={units or 'not stated'}; "
