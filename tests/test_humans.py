@@ -361,3 +361,18 @@ def test_build_times_cold_and_warm():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True)
     cold, warm = (float(x) for x in out.stdout.split())
     print(f"\nhuman build: cold {cold:.2f} s (incl. imports and parsing), warm {warm:.2f} s per identity")
+
+
+def test_default_skin_tones_cover_the_human_range():
+    """Default identities span very light to very dark skin: a quarter or so predominantly of the
+    darkest anchor, and a wide spread of skin albedo (5th vs 95th percentile of green albedo)."""
+    from synthgen.humans import HumansSpec, sample_identity
+
+    spec = HumansSpec.model_validate({"identities": 1000})
+    ids = [sample_identity(spec, 0, j) for j in range(300)]
+    mel = np.array([i.skin.melanin for i in ids])
+    g = np.array([i.skin.albedo_linear[1] for i in ids])
+    assert 0.15 < (mel > 0.15).mean() < 0.5, (mel > 0.15).mean()
+    assert (mel < 0.03).mean() > 0.15
+    lo, hi = np.percentile(g, [5, 95])
+    assert hi / lo > 3.5, (lo, hi)

@@ -15,7 +15,7 @@ One entry of a config's ``subjects:`` list::
           muscle: {dist: normal, mean: 0.5, std: 0.15, low: 0, high: 1}
           weight: {dist: normal, mean: 0.5, std: 0.15, low: 0, high: 1}
           proportions: {dist: normal, mean: 0.5, std: 0.15, low: 0, high: 1}
-          ethnicity: {mode: dirichlet, african: 0.8, asian: 0.8, caucasian: 0.8}
+          ethnicity: {mode: dirichlet, african: 0.25, asian: 0.25, caucasian: 0.25}
         wardrobe:
           hair: {styles: [short02, short04, braid01], weights: null, colour: {red_probability: 0.06}}
           bald_probability: 0.35
@@ -70,9 +70,9 @@ class EthnicitySpec(_Model):
     concentrations; ``mode: fixed`` uses these weights (normalised to sum 1)."""
 
     mode: Literal["dirichlet", "fixed"] = "dirichlet"
-    african: float = Field(0.8, ge=0)
-    asian: float = Field(0.8, ge=0)
-    caucasian: float = Field(0.8, ge=0)
+    african: float = Field(0.25, ge=0)
+    asian: float = Field(0.25, ge=0)
+    caucasian: float = Field(0.25, ge=0)
 
     @model_validator(mode="after")
     def _check(self):
