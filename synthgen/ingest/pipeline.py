@@ -186,7 +186,16 @@ def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOption
     if source.exists() and out.resolve() == source.resolve():
         raise SourceError("--out must not be the source folder")
     reader = detect_format(source, opts.format)
-    refs = reader.scan(source, opts, exclude=out)
+    try:
+        refs = reader.scan(source, opts, exclude=out)
+    except SourceError:
+        raise
+    except Exception as exc:  # a layout the reader cannot walk: bad input, never a traceback
+        log.debug("scan failed", exc_info=True)
+        raise SourceError(f"{display_path(source)}: format {reader.name} cannot read this source "
+                          f"({type(exc).__name__}: {exc}); formats tried: {reader.name}") from exc
+    for w in reader.warnings:
+        log.warning("%s: %s", display_path(source), w)
     if not refs:
         raise SourceError(f"{display_path(source)}: no frames found for format {reader.name}")
     _unique_keys(refs)
@@ -231,6 +240,7 @@ def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOption
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "options": opts.model_dump(mode="json"),
         "segmentation": seg,
+        "warnings": list(reader.warnings),
         "counts": {"found": len(results), "ingested": len(ingested), "quarantined": len(quarantined)},
         "quarantine_reasons": dict(sorted(reasons.items())),
         "frames": results,
@@ -248,6 +258,8 @@ def summary_text(report: dict[str, Any], max_lines: int = 15) -> str:
     c = report["counts"]
     lines = [f"synthgen ingest: {report['source']} (format {report['format']})",
              f"  found {c['found']} frame(s): {c['ingested']} ingested, {c['quarantined']} quarantined"]
+    for w in report.get("warnings") or []:
+        lines.append(f"  WARNING: {w}")
     if report["quarantine_reasons"]:
         lines.append("  quarantine reasons: " + ", ".join(f"{k} x{v}" for k, v in report["quarantine_reasons"].items()))
         shown = 0

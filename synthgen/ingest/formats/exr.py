@@ -96,6 +96,9 @@ class ExrReader(Reader):
         capture = {"format": self.name, "sensor": "unknown (float depth EXR)",
                    "source_files": {k: Path(v).name for k, v in ref.files.items()},
                    "depth_units": f"float{32 if raw.dtype == np.float32 else 16} channel {dname}, value / {scale:g} = metres",
-                   "raw_to_metres": 1.0 / scale, "rgb_source": rgb_note}
+                   "raw_to_metres": 1.0 / scale, "rgb_source": rgb_note,
+                   "depth_scale": {"value": float(scale), "source": "option" if opts.depth_scale else "layout",
+                                   "reason": (f"--depth-scale {scale:g}" if opts.depth_scale else
+                                              "exr layout: float depth in metres (documented default 1)")}}
         return LoadedFrame(rgb=rgb, depth=depth, K=K, metric=True, capture=capture, rgb_linear=linear,
                            depth_bits=32, intrinsics_source=ksrc)

@@ -217,6 +217,9 @@ class TumReader(Reader):
             "source_files": {"rgb": info["rgb_rel"], "depth": info["depth_rel"]},
             "depth_units": f"uint16, value / {scale:g} = metres, 0 = no measurement",
             "raw_to_metres": 1.0 / scale,
+            "depth_scale": ({"value": float(scale), "source": "option", "reason": f"--depth-scale {scale:g}"}
+                            if opts.depth_scale else
+                            {"value": TUM_SCALE, "source": "layout", "reason": "TUM RGB-D file format: raw / 5000"}),
             "timestamps": {"rgb": info["t_rgb"], "depth": info["t_depth"], "skew_s": skew},
             "pose_note": info.get("pose_note"),
             "registration": "depth pre-registered to the colour camera by the dataset",
