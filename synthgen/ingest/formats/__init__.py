@@ -133,7 +133,7 @@ def frame_key(subject: str, frame: str) -> str:
     return f"{subject}-{sanitize_token(frame)}"
 
 
-SIDECAR_FILES = ("ATTRIBUTION.md", "intrinsics.json", "camera_intrinsics.json")
+SIDECAR_FILES = ("ATTRIBUTION.md", "LICENSE", "intrinsics.json", "camera_intrinsics.json")
 
 
 def scan_photo_files(source: Path, opts: IngestOptions, exts: tuple[str, ...] | set[str],
