@@ -172,6 +172,26 @@ def _run(args):
     return process_frame(*args)
 
 
+@contextlib.contextmanager
+def _mpl_config_inside(out: Path):
+    """Point MPLCONFIGDIR (matplotlib, imported by mediapipe) at a temporary folder inside ``out``
+    for the run, unless the caller set one, and remove it afterwards: nothing is written outside
+    ``--out`` (issue 14 item 6). Spawned workers inherit the variable."""
+    if os.environ.get("MPLCONFIGDIR"):
+        yield
+        return
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix=".tmp-mplconfig-", dir=out)
+    os.environ["MPLCONFIGDIR"] = d
+    try:
+        yield
+    finally:
+        os.environ.pop("MPLCONFIGDIR", None)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOptions | None = None,
            progress: bool = True) -> dict[str, Any]:
     """Ingest ``source`` into the store ``out`` and return the report (also written to

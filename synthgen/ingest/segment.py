@@ -15,12 +15,32 @@ from typing import Any
 import numpy as np
 
 _SEGMENTER = None
+
+
+def private_mpl_config() -> None:
+    """mediapipe imports matplotlib, which writes a font cache to ``$MPLCONFIGDIR`` or
+    ``~/.config/matplotlib`` / ``~/.cache/matplotlib``. Ingest must not write outside ``--out``:
+    :func:`synthgen.ingest.pipeline.ingest` points MPLCONFIGDIR into ``--out`` (removed after the
+    run); a process that imports mediapipe here without it (a Ray worker, direct use) gets a private
+    temporary directory, removed when the process exits."""
+    import sys
+
+    if os.environ.get("MPLCONFIGDIR") or "matplotlib" in sys.modules:
+        return
+    import atexit
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="synthgen-mplconfig-")
+    os.environ["MPLCONFIGDIR"] = d
+    atexit.register(shutil.rmtree, d, True)
 MODEL_REL = "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"
 
 
 @functools.lru_cache(maxsize=1)
 def model_info() -> dict[str, Any]:
     """Name, version, bundled file and its sha256 of the segmentation model (for the records)."""
+    private_mpl_config()
     import mediapipe as mp
 
     from ..contract import sha256_file
@@ -44,6 +64,7 @@ def person_mask(rgb8: np.ndarray) -> np.ndarray:
     global _SEGMENTER
     if _SEGMENTER is None:
         os.environ.setdefault("GLOG_minloglevel", "2")
+        private_mpl_config()
         import mediapipe as mp
 
         _SEGMENTER = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common import FrameError, FrameRef, LoadedFrame, K_from_exif, display_path, check_regular_file
+from ..common import FrameError, FrameRef, LoadedFrame, K_from_exif, display_path, check_regular_file, problem_code
 from ..options import IngestOptions
 from . import Reader, is_dir, resolve_K, scan_photo_files
 
@@ -119,7 +119,7 @@ class HeicReader(Reader):
         name = display_path(path.name)
         problem = check_regular_file(path)
         if problem:
-            raise FrameError(problem[0] if problem[0] == "symlink_loop" else "unreadable_photo", problem[1])
+            raise FrameError(problem_code(problem[0], "photo"), problem[1])
         try:
             heif = pillow_heif.open_heif(str(path), convert_hdr_to_8bit=True)
             depth_imgs = heif.info.get("depth_images") or []

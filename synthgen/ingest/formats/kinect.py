@@ -185,6 +185,10 @@ class KinectMMReader(Reader):
                 err = ("no_associated_depth", f"{display_path(c.parent.name)}/{display_path(c.name)}: "
                                               f"no depth image with the same name in depth/")
             else:
+                missing = [f"{display_path(x.parent.name)}/{display_path(x.name)}" for x in (c, d) if not x.exists()
+                           and not x.is_symlink()]
+                if missing:
+                    err = ("missing_file", f"{', '.join(missing)}: listed but not found")
                 info["pose"] = poses[idx] if idx < len(poses) else None
                 info["pose_note"] = pose_note if idx < len(poses) else f"{pose_note}; no pose for frame {idx}"
                 idx += 1
