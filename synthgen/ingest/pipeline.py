@@ -123,17 +123,37 @@ def process_frame(reader_name: str, ref: FrameRef, opts: IngestOptions, out: Pat
         return quarantine(reasons, metrics)
     h, w = frame.depth.shape
     if opts.segment:
-        from .segment import model_info, person_mask
+        from .segment import detector_info, model_info, person_evidence, person_mask
 
         try:
-            mask = person_mask(rgb8)
+            ev = person_evidence(rgb8, opts.min_person_confidence)
         except Exception as exc:
-            return quarantine([("segmentation_failed", f"{type(exc).__name__}: {exc}")], metrics)
-        mask_rec = dict(model_info(), meaning="soft person probability in [0, 1] (MediaPipe selfie segmentation)")
+            return quarantine([("segmentation_failed", f"person detection: {type(exc).__name__}: {exc}")], metrics)
+        metrics["person_present"] = ev["person_present"]
+        person = ev["person_present"] >= opts.min_person_confidence
+        if not person and opts.no_person == "quarantine":
+            return quarantine([("no_person", f"no confident person: person_present {ev['person_present']:.2f} < "
+                                              f"--min-person-confidence {opts.min_person_confidence:g} (face "
+                                              f"{ev['face_score']:.2f}, pose {ev['pose_detected']})")], metrics)
+        if person:
+            try:
+                mask = person_mask(rgb8)
+            except Exception as exc:
+                return quarantine([("segmentation_failed", f"{type(exc).__name__}: {exc}")], metrics)
+            mask_rec = dict(model_info(), kind="person",
+                            meaning="soft person probability in [0, 1] (MediaPipe selfie segmentation)")
+        else:
+            mask = np.zeros((h, w), np.float32)
+            mask_rec = dict(model_info(), kind="none",
+                            meaning="no confident person in the frame: all zeros (the segmenter was not applied)")
+        mask_rec.update(person_present=ev["person_present"], person_evidence=ev,
+                        min_person_confidence=opts.min_person_confidence, person_detector=detector_info())
         metrics["mask_mean"] = round(float(mask.mean()), 6)
     else:
         mask = np.ones((h, w), np.float32)
-        mask_rec = {"source": "none", "meaning": "segmentation switched off: all ones (whole frame), not a person mask"}
+        mask_rec = {"source": "none", "kind": "whole_frame",
+                    "meaning": "segmentation switched off: all ones (whole frame), not a person mask"}
+    mask_rec["coverage"] = round(float(mask.mean()), 6)
     K = np.asarray(frame.K, dtype=float)
     fx, fy = _fov(K, w, h)
     camera = {"K": K.tolist(),
@@ -247,9 +267,12 @@ def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOption
     reasons = collections.Counter(r["code"] for e in quarantined for r in e["reasons"])
     seg = None
     if opts.segment and ingested:
-        from .segment import model_info
+        from .segment import detector_info, model_info
 
-        seg = model_info()
+        seg = dict(model_info(), person_detector=detector_info(), min_person_confidence=opts.min_person_confidence,
+                   no_person=opts.no_person,
+                   frames_without_person=sum(1 for e in ingested if e.get("metrics", {}).get("person_present", 1.0)
+                                             < opts.min_person_confidence))
     report = {
         "schema": "synthgen.ingest_report/1",
         "synthgen_version": __version__,
@@ -292,7 +315,9 @@ def summary_text(report: dict[str, Any], max_lines: int = 15) -> str:
                 shown += 1
     if report.get("segmentation"):
         s = report["segmentation"]
-        lines.append(f"  masks: {s['model']} (mediapipe {s['mediapipe_version']})")
+        lines.append(f"  masks: {s['model']} (mediapipe {s['mediapipe_version']}); "
+                     f"{s.get('frames_without_person', 0)} ingested frame(s) without a confident person "
+                     f"(mask.kind none, all zeros)")
     else:
         lines.append("  masks: segmentation off (masks are all ones, mask.source = none)")
     lines.append(f"  report: {Path(report['out']) / META_DIR / REPORT_NAME}")
