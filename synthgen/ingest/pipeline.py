@@ -192,6 +192,52 @@ def _run(args):
     return process_frame(*args)
 
 
+def _run_batch(batch):
+    """Ray task body: ingest a few frames (one task per batch amortises the task overhead)."""
+    return [process_frame(*j) for j in batch]
+
+
+RAY_BATCH = 4
+"""Frames per Ray task."""
+
+
+def _run_on_ray(jobs: list, opts: IngestOptions, bar: dict) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run ``process_frame`` for every job as Ray tasks (``RAY_BATCH`` frames per task, one CPU each)
+    on the cluster that :func:`synthgen.raycluster.init_ray` joins or starts for ``opts.address``
+    (``local``: an embedded local Ray). Results come back in job order, so keys, outputs and the
+    report equal a local run's. Every node writes its samples to ``out`` directly: on a multi-node
+    cluster ``--out`` must be a path all nodes share. Returns ``(entries, execution info)``."""
+    import ray
+    from tqdm import tqdm
+
+    from ..raycluster import init_ray
+
+    started = init_ray(opts.address)
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        env = {k: os.environ[k] for k in ("MPLCONFIGDIR",) if os.environ.get(k)}
+        task = ray.remote(num_cpus=1, max_retries=2)(_run_batch)
+        if env:
+            task = task.options(runtime_env={"env_vars": env})
+        size = max(1, min(RAY_BATCH, -(-len(jobs) // max(cpus, 1))))  # spread small runs over every CPU
+        batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+        refs = [task.remote(b) for b in batches]
+        pending = set(refs)
+        with tqdm(**bar) as pbar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for r in done:
+                    pending.discard(r)
+                    pbar.update(len(batches[refs.index(r)]))
+        results = [e for r in refs for e in ray.get(r)]
+    finally:
+        if started:
+            ray.shutdown()
+    return results, {"mode": "ray", "address": opts.address, "nodes": nodes, "cpus": cpus,
+                     "tasks": len(batches), "frames_per_task": size}
+
+
 @contextlib.contextmanager
 def _mpl_config_inside(out: Path):
     """Point MPLCONFIGDIR (matplotlib, imported by mediapipe) at a temporary folder inside ``out``
@@ -246,11 +292,17 @@ def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOption
     from tqdm import tqdm
 
     bar = dict(total=len(jobs), desc=f"ingest {reader.name}", unit="frame", disable=not progress, file=sys.stderr)
-    if opts.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(opts.workers, len(jobs)), mp_context=get_context("spawn")) as ex:
-            results = list(tqdm(ex.map(_run, jobs, chunksize=4), **bar))
-    else:
-        results = [process_frame(*j) for j in tqdm(jobs, **bar)]
+    with _mpl_config_inside(out):
+        if opts.address:
+            results, execution = _run_on_ray(jobs, opts, bar)
+        elif opts.workers > 1 and len(jobs) > 1:
+            n = min(opts.workers, len(jobs))
+            with ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn")) as ex:
+                results = list(tqdm(ex.map(_run, jobs, chunksize=4), **bar))
+            execution = {"mode": "processes", "workers": n}
+        else:
+            results = [process_frame(*j) for j in tqdm(jobs, **bar)]
+            execution = {"mode": "in-process", "workers": 1}
     first: dict[str, str] = {}
     for e in results:
         dg = e.pop("_digest", None)
@@ -282,6 +334,7 @@ def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOption
         "started": started,
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "options": opts.model_dump(mode="json"),
+        "execution": execution,
         "segmentation": seg,
         "warnings": list(reader.warnings),
         "counts": {"found": len(results), "ingested": len(ingested), "quarantined": len(quarantined)},

@@ -37,17 +37,28 @@ def private_mpl_config() -> None:
 MODEL_REL = "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"
 
 
+def _site_root() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("mediapipe")
+    return os.path.dirname(os.path.dirname(spec.origin)) if spec and spec.origin else ""
+
+
+def _mp_version() -> str:
+    from importlib.metadata import version
+
+    return version("mediapipe")
+
+
 @functools.lru_cache(maxsize=1)
 def model_info() -> dict[str, Any]:
-    """Name, version, bundled file and its sha256 of the segmentation model (for the records)."""
-    private_mpl_config()
-    import mediapipe as mp
-
+    """Name, version, bundled file and its sha256 of the segmentation model (for the records).
+    Reads the installed package's metadata without importing mediapipe (which imports matplotlib)."""
     from ..contract import sha256_file
 
-    path = os.path.join(os.path.dirname(os.path.dirname(mp.__file__)), MODEL_REL)
+    path = os.path.join(_site_root(), MODEL_REL)
     return {"source": "mediapipe", "model": "selfie_segmentation (general, 256x256 input)",
-            "mediapipe_version": mp.__version__, "model_file": MODEL_REL,
+            "mediapipe_version": _mp_version(), "model_file": MODEL_REL,
             "model_sha256": sha256_file(path) if os.path.exists(path) else None,
             "api": "mediapipe.solutions.selfie_segmentation, model_selection=0"}
 
@@ -92,12 +103,9 @@ a lower bound of the detector's score, which the legacy API does not return."""
 @functools.lru_cache(maxsize=1)
 def detector_info() -> dict[str, Any]:
     """Names, files and sha256 of the bundled person/face detectors (for the records)."""
-    private_mpl_config()
-    import mediapipe as mp
-
     from ..contract import sha256_file
 
-    root = os.path.dirname(os.path.dirname(mp.__file__))
+    root = _site_root()
 
     def sha(rel):
         p = os.path.join(root, rel)
@@ -108,7 +116,7 @@ def detector_info() -> dict[str, Any]:
             "pose": {"api": f"mediapipe.solutions.pose, static_image_mode, model_complexity=1, "
                             f"min_detection_confidence={POSE_SCORE}",
                      "model_files": list(POSE_MODEL_RELS), "model_sha256": [sha(r) for r in POSE_MODEL_RELS]},
-            "mediapipe_version": mp.__version__,
+            "mediapipe_version": _mp_version(),
             "combination": "person_present = 1 - (1 - face)(1 - pose): face = top face-detection score, pose = "
                            f"{POSE_SCORE} when BlazePose finds a body (its acceptance threshold), else 0; the pose "
                            "model runs only when it can change the verdict"}
