@@ -159,8 +159,8 @@ class AzureKinectReader(Reader):
         grey = np.clip(irf / white, 0.0, 1.0)
         rgb = np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
         h, w = depth.shape
-        K, ksrc = resolve_K(None, w, h, opts, (np.asarray(info["K"]), f"Azure Kinect calibration.json, depth camera, "
-                                                                     f"{info['depth_mode']} mode-specific (Sensor SDK)"))
+        ksrc_note = f"Azure Kinect calibration.json, depth camera, {info['depth_mode']} mode-specific (Sensor SDK)"
+        K, ksrc = resolve_K(None, w, h, opts, (np.asarray(info["K"]), ksrc_note))
         capture = {"format": self.name, "sensor": "Microsoft Azure Kinect DK (depth camera, ToF)",
                    "sequence": path.name, "source_files": {"mkv": path.name},
                    "view": "depth camera's own view: colour = the IR image of the same capture (greyscale); the COLOR "

@@ -54,7 +54,6 @@ def apple_depth_xmp(data: bytes) -> dict | None:
     """Properties of the Apple depth-data XMP packet of the auxiliary depth/disparity item (see the
     module doc), with ``IntrinsicMatrix`` as a list of 9 floats; None when the file has none."""
     import re
-    import xml.etree.ElementTree as ET
 
     from ..xmp import XmpError, parse_xml, properties
 
@@ -102,7 +101,8 @@ def apple_metric(rep_name: str, apple: dict | None) -> tuple[bool, str]:
 
 class HeicReader(Reader):
     name = "heic"
-    description = "iPhone portrait HEIC with auxiliary depth/disparity image (pillow-heif); metric when Apple's XMP says absolute"
+    description = ("iPhone portrait HEIC with auxiliary depth/disparity image (pillow-heif); metric when Apple's "
+                   "XMP says absolute")
 
     def detect(self, source: Path) -> bool:
         if is_dir(source):

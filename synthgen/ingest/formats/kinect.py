@@ -153,7 +153,8 @@ class KinectMMReader(Reader):
             return sc.stated(float(file_scale), "intrinsics_file",
                              f"depth_scale {float(file_scale):g} in {(intr or {}).get('source')}")
         if self.scale_from_layout:
-            return sc.stated(self.default_scale, "layout", f"{self.name} layout: documented raw / {self.default_scale:g}")
+            return sc.stated(self.default_scale, "layout",
+                             f"{self.name} layout: documented raw / {self.default_scale:g}")
         fx = float(np.asarray(intr["K"])[0, 0]) if intr is not None else None
         decision = sc.infer_scale(vals, fx, where)
         self.warnings.append(f"depth scale not stated by the source: {decision['reason']}; every record says so "
