@@ -59,7 +59,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="run the per-frame work on Ray: auto, HOST:PORT, ray://..., or local (an embedded local "
                         "Ray); default: this process, or --workers processes")
     p.add_argument("--subject-id", default=None, help="override the subject id (capture session) of all frames")
-    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (not with --address)")
     p.add_argument("--relative-near", type=float, default=1.0, help="image-depth-pairs: nominal near for decoding")
     p.add_argument("--relative-far", type=float, default=10.0, help="image-depth-pairs: nominal far for decoding")
     g = p.add_argument_group("validation thresholds")
