@@ -46,7 +46,8 @@ def test_tum(tmp_path):
     assert cap["raw_to_metres"] == 1 / 5000
     assert cap["source_files"] == {"rgb": "rgb/1305031102.175304.png", "depth": "depth/1305031102.160407.png"}
     assert cap["timestamps"]["skew_s"] == pytest.approx(0.014897, abs=1e-6)
-    assert np.allclose(rec["camera"]["K"], [[517.3, 0, 318.6], [0, 516.5, 255.3], [0, 0, 1]])
+    # issue 14 item 3: the dataset's recommendation for its pre-registered depth (was the fr1 colour calibration)
+    assert np.allclose(rec["camera"]["K"], [[525, 0, 319.5], [0, 525, 239.5], [0, 0, 1]])
     c2w = np.array(rec["camera"]["camera_to_world"])
     # between ground-truth samples .1658 (1.3434 0.6271 1.6606) and .1758 (1.3405 0.6266 1.6575)
     a = (1305031102.175304 - 1305031102.1658) / 0.01

@@ -17,13 +17,23 @@ from .formats import FORMAT_NAMES
 log = logging.getLogger("synthgen.ingest")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except for on/off flags, where "(default: True)" after ``--no-X`` reads as if
+    the flag were on by default."""
+
+    def _get_help_string(self, action):
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "ingest", help="ingest real RGB-D captures (TUM, Kinect mm, Redwood, DIODE, KITTI, EXR, depth photos)",
         description="Ingest real RGB-D captures into synthgen samples (KEY.rgb.exr, KEY.depth.exr, KEY.mask.exr, "
                     "KEY.json) with per-frame validation, quarantine and an ingest report in OUT/_meta/. "
                     "Exit 0: all frames ingested; 1: some quarantined; 2: bad input.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     p.add_argument("source", type=Path, help="capture folder or file")
     p.add_argument("--out", type=Path, required=True, help="output store folder")
     p.add_argument("--format", default="auto", choices=("auto",) + FORMAT_NAMES, help="capture format")
@@ -38,9 +48,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-time-diff", type=float, default=0.02,
                    help="TUM: largest RGB/depth timestamp difference (s) for association")
     p.add_argument("--no-segmentation", dest="segment", action="store_false",
-                   help="skip MediaPipe person segmentation (masks are then all ones, mask.source=none)")
+                   help="skip MediaPipe person segmentation and person detection (segmentation is on by default; "
+                        "with this flag masks are all ones, mask.source=none)")
+    p.add_argument("--min-person-confidence", type=float, default=0.75,
+                   help="frames whose person_present (face/pose detectors) is below this get an all-zero mask with "
+                        "mask.kind none (or are quarantined, see --no-person)")
+    p.add_argument("--no-person", choices=("empty-mask", "quarantine"), default="empty-mask",
+                   help="frames without a confident person: write them with an all-zero mask, or quarantine them")
+    p.add_argument("--address", default=None,
+                   help="run the per-frame work on Ray: auto, HOST:PORT, ray://..., or local (an embedded local "
+                        "Ray); default: this process, or --workers processes")
     p.add_argument("--subject-id", default=None, help="override the subject id (capture session) of all frames")
-    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (not with --address)")
     p.add_argument("--relative-near", type=float, default=1.0, help="image-depth-pairs: nominal near for decoding")
     p.add_argument("--relative-far", type=float, default=10.0, help="image-depth-pairs: nominal far for decoding")
     g = p.add_argument_group("validation thresholds")
@@ -66,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         opts = IngestOptions(
             format=args.format, intrinsics=args.intrinsics, default_intrinsics=args.default_intrinsics,
             depth_scale=args.depth_scale, max_time_diff=args.max_time_diff, segment=args.segment,
+            min_person_confidence=args.min_person_confidence, no_person=args.no_person.replace("-", "_"),
+            address=args.address,
             subject_id=args.subject_id, workers=args.workers, relative_near=args.relative_near,
             relative_far=args.relative_far,
             thresholds=Thresholds(max_holes=args.max_holes, max_out_of_range=args.max_out_of_range,

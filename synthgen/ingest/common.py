@@ -136,6 +136,8 @@ def check_regular_file(path: Path) -> tuple[str, str] | None:
 
         if exc.errno == errno.ELOOP:
             return "symlink_loop", f"{display_path(path)}: symbolic link loop"
+        if exc.errno == errno.ENOENT:
+            return "missing_file", f"{display_path(path)}: no such file"
         return "unreadable_file", f"{display_path(path)}: {exc.strerror or exc}"
     import stat as _stat
 
@@ -146,11 +148,17 @@ def check_regular_file(path: Path) -> tuple[str, str] | None:
     return None
 
 
+def problem_code(code: str, role: str) -> str:
+    """Reason code for a :func:`check_regular_file` problem of a file with ``role``: ``symlink_loop``,
+    ``empty_file`` and ``missing_file`` are kept, anything else becomes ``unreadable_<role>``."""
+    return code if code in ("symlink_loop", "empty_file", "missing_file") else f"unreadable_{role}"
+
+
 def read_bytes(path: Path, role: str) -> bytes:
     """Read a whole file; raise FrameError(``unreadable_<role>``) naming the file on failure."""
     problem = check_regular_file(path)
     if problem:
-        raise FrameError(problem[0] if problem[0] == "symlink_loop" else f"unreadable_{role}", problem[1])
+        raise FrameError(problem_code(problem[0], role), problem[1])
     try:
         return path.read_bytes()
     except OSError as exc:

@@ -4,6 +4,7 @@ clear message)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,7 +42,14 @@ class IngestOptions(BaseModel):
         depth_scale: raw depth units per metre (metres = raw / depth_scale); overrides the format's
             default (TUM 5000, Kinect-mm 1000, KITTI 256, float EXR 1).
         max_time_diff: TUM association: largest timestamp difference (s) for an RGB/depth pair.
-        segment: run MediaPipe selfie segmentation for the mask.
+        segment: run MediaPipe person detection and selfie segmentation for the mask.
+        min_person_confidence: frames whose ``person_present`` (face/pose detectors, see
+            :func:`synthgen.ingest.segment.person_evidence`) is below this have no person: their mask
+            is all zeros with ``mask.kind: "none"`` (or they are quarantined, ``no_person``).
+        no_person: what happens to frames without a confident person: ``empty_mask`` (written,
+            all-zero mask, ``mask.kind: "none"``) or ``quarantine`` (reason ``no_person``).
+        address: run the per-frame work on Ray: ``auto``, ``HOST:PORT``, ``ray://...``, or ``local``
+            (an embedded local Ray); None runs in this process / ``workers`` processes.
         subject_id: override the subject id (capture session) of every frame.
         workers: worker processes (1 = in-process).
         relative_near / relative_far: nominal near/far used to decode 8-bit relative depth images
@@ -55,6 +63,9 @@ class IngestOptions(BaseModel):
     depth_scale: float | None = Field(None, gt=0)
     max_time_diff: float = Field(0.02, gt=0)
     segment: bool = True
+    min_person_confidence: float = Field(0.75, ge=0, le=1)
+    no_person: Literal["empty_mask", "quarantine"] = "empty_mask"
+    address: str | None = None
     subject_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$")
     workers: int = Field(1, ge=1)
     relative_near: float = Field(1.0, gt=0)

@@ -123,17 +123,37 @@ def process_frame(reader_name: str, ref: FrameRef, opts: IngestOptions, out: Pat
         return quarantine(reasons, metrics)
     h, w = frame.depth.shape
     if opts.segment:
-        from .segment import model_info, person_mask
+        from .segment import detector_info, model_info, person_evidence, person_mask
 
         try:
-            mask = person_mask(rgb8)
+            ev = person_evidence(rgb8, opts.min_person_confidence)
         except Exception as exc:
-            return quarantine([("segmentation_failed", f"{type(exc).__name__}: {exc}")], metrics)
-        mask_rec = dict(model_info(), meaning="soft person probability in [0, 1] (MediaPipe selfie segmentation)")
+            return quarantine([("segmentation_failed", f"person detection: {type(exc).__name__}: {exc}")], metrics)
+        metrics["person_present"] = ev["person_present"]
+        person = ev["person_present"] >= opts.min_person_confidence
+        if not person and opts.no_person == "quarantine":
+            return quarantine([("no_person", f"no confident person: person_present {ev['person_present']:.2f} < "
+                                              f"--min-person-confidence {opts.min_person_confidence:g} (face "
+                                              f"{ev['face_score']:.2f}, pose {ev['pose_detected']})")], metrics)
+        if person:
+            try:
+                mask = person_mask(rgb8)
+            except Exception as exc:
+                return quarantine([("segmentation_failed", f"{type(exc).__name__}: {exc}")], metrics)
+            mask_rec = dict(model_info(), kind="person",
+                            meaning="soft person probability in [0, 1] (MediaPipe selfie segmentation)")
+        else:
+            mask = np.zeros((h, w), np.float32)
+            mask_rec = dict(model_info(), kind="none",
+                            meaning="no confident person in the frame: all zeros (the segmenter was not applied)")
+        mask_rec.update(person_present=ev["person_present"], person_evidence=ev,
+                        min_person_confidence=opts.min_person_confidence, person_detector=detector_info())
         metrics["mask_mean"] = round(float(mask.mean()), 6)
     else:
         mask = np.ones((h, w), np.float32)
-        mask_rec = {"source": "none", "meaning": "segmentation switched off: all ones (whole frame), not a person mask"}
+        mask_rec = {"source": "none", "kind": "whole_frame",
+                    "meaning": "segmentation switched off: all ones (whole frame), not a person mask"}
+    mask_rec["coverage"] = round(float(mask.mean()), 6)
     K = np.asarray(frame.K, dtype=float)
     fx, fy = _fov(K, w, h)
     camera = {"K": K.tolist(),
@@ -172,6 +192,72 @@ def _run(args):
     return process_frame(*args)
 
 
+def _run_batch(batch):
+    """Ray task body: ingest a few frames (one task per batch amortises the task overhead)."""
+    return [process_frame(*j) for j in batch]
+
+
+RAY_BATCH = 4
+"""Frames per Ray task."""
+
+
+def _run_on_ray(jobs: list, opts: IngestOptions, bar: dict) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run ``process_frame`` for every job as Ray tasks (``RAY_BATCH`` frames per task, one CPU each)
+    on the cluster that :func:`synthgen.raycluster.init_ray` joins or starts for ``opts.address``
+    (``local``: an embedded local Ray). Results come back in job order, so keys, outputs and the
+    report equal a local run's. Every node writes its samples to ``out`` directly: on a multi-node
+    cluster ``--out`` must be a path all nodes share. Returns ``(entries, execution info)``."""
+    import ray
+    from tqdm import tqdm
+
+    from ..raycluster import init_ray
+
+    started = init_ray(opts.address)
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        env = {k: os.environ[k] for k in ("MPLCONFIGDIR",) if os.environ.get(k)}
+        task = ray.remote(num_cpus=1, max_retries=2)(_run_batch)
+        if env:
+            task = task.options(runtime_env={"env_vars": env})
+        size = max(1, min(RAY_BATCH, -(-len(jobs) // max(cpus, 1))))  # spread small runs over every CPU
+        batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+        refs = [task.remote(b) for b in batches]
+        pending = set(refs)
+        with tqdm(**bar) as pbar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for r in done:
+                    pending.discard(r)
+                    pbar.update(len(batches[refs.index(r)]))
+        results = [e for r in refs for e in ray.get(r)]
+    finally:
+        if started:
+            ray.shutdown()
+    return results, {"mode": "ray", "address": opts.address, "nodes": nodes, "cpus": cpus,
+                     "tasks": len(batches), "frames_per_task": size}
+
+
+@contextlib.contextmanager
+def _mpl_config_inside(out: Path):
+    """Point MPLCONFIGDIR (matplotlib, imported by mediapipe) at a temporary folder inside ``out``
+    for the run, unless the caller set one, and remove it afterwards: nothing is written outside
+    ``--out`` (issue 14 item 6). Spawned workers inherit the variable."""
+    if os.environ.get("MPLCONFIGDIR"):
+        yield
+        return
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix=".tmp-mplconfig-", dir=out)
+    os.environ["MPLCONFIGDIR"] = d
+    try:
+        yield
+    finally:
+        os.environ.pop("MPLCONFIGDIR", None)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOptions | None = None,
            progress: bool = True) -> dict[str, Any]:
     """Ingest ``source`` into the store ``out`` and return the report (also written to
@@ -186,7 +272,16 @@ def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOption
     if source.exists() and out.resolve() == source.resolve():
         raise SourceError("--out must not be the source folder")
     reader = detect_format(source, opts.format)
-    refs = reader.scan(source, opts, exclude=out)
+    try:
+        refs = reader.scan(source, opts, exclude=out)
+    except SourceError:
+        raise
+    except Exception as exc:  # a layout the reader cannot walk: bad input, never a traceback
+        log.debug("scan failed", exc_info=True)
+        raise SourceError(f"{display_path(source)}: format {reader.name} cannot read this source "
+                          f"({type(exc).__name__}: {exc}); formats tried: {reader.name}") from exc
+    for w in reader.warnings:
+        log.warning("%s: %s", display_path(source), w)
     if not refs:
         raise SourceError(f"{display_path(source)}: no frames found for format {reader.name}")
     _unique_keys(refs)
@@ -197,11 +292,17 @@ def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOption
     from tqdm import tqdm
 
     bar = dict(total=len(jobs), desc=f"ingest {reader.name}", unit="frame", disable=not progress, file=sys.stderr)
-    if opts.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(opts.workers, len(jobs)), mp_context=get_context("spawn")) as ex:
-            results = list(tqdm(ex.map(_run, jobs, chunksize=4), **bar))
-    else:
-        results = [process_frame(*j) for j in tqdm(jobs, **bar)]
+    with _mpl_config_inside(out):
+        if opts.address:
+            results, execution = _run_on_ray(jobs, opts, bar)
+        elif opts.workers > 1 and len(jobs) > 1:
+            n = min(opts.workers, len(jobs))
+            with ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn")) as ex:
+                results = list(tqdm(ex.map(_run, jobs, chunksize=4), **bar))
+            execution = {"mode": "processes", "workers": n}
+        else:
+            results = [process_frame(*j) for j in tqdm(jobs, **bar)]
+            execution = {"mode": "in-process", "workers": 1}
     first: dict[str, str] = {}
     for e in results:
         dg = e.pop("_digest", None)
@@ -218,9 +319,12 @@ def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOption
     reasons = collections.Counter(r["code"] for e in quarantined for r in e["reasons"])
     seg = None
     if opts.segment and ingested:
-        from .segment import model_info
+        from .segment import detector_info, model_info
 
-        seg = model_info()
+        seg = dict(model_info(), person_detector=detector_info(), min_person_confidence=opts.min_person_confidence,
+                   no_person=opts.no_person,
+                   frames_without_person=sum(1 for e in ingested if e.get("metrics", {}).get("person_present", 1.0)
+                                             < opts.min_person_confidence))
     report = {
         "schema": "synthgen.ingest_report/1",
         "synthgen_version": __version__,
@@ -230,7 +334,9 @@ def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOption
         "started": started,
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "options": opts.model_dump(mode="json"),
+        "execution": execution,
         "segmentation": seg,
+        "warnings": list(reader.warnings),
         "counts": {"found": len(results), "ingested": len(ingested), "quarantined": len(quarantined)},
         "quarantine_reasons": dict(sorted(reasons.items())),
         "frames": results,
@@ -248,6 +354,8 @@ def summary_text(report: dict[str, Any], max_lines: int = 15) -> str:
     c = report["counts"]
     lines = [f"synthgen ingest: {report['source']} (format {report['format']})",
              f"  found {c['found']} frame(s): {c['ingested']} ingested, {c['quarantined']} quarantined"]
+    for w in report.get("warnings") or []:
+        lines.append(f"  WARNING: {w}")
     if report["quarantine_reasons"]:
         lines.append("  quarantine reasons: " + ", ".join(f"{k} x{v}" for k, v in report["quarantine_reasons"].items()))
         shown = 0
@@ -260,7 +368,9 @@ def summary_text(report: dict[str, Any], max_lines: int = 15) -> str:
                 shown += 1
     if report.get("segmentation"):
         s = report["segmentation"]
-        lines.append(f"  masks: {s['model']} (mediapipe {s['mediapipe_version']})")
+        lines.append(f"  masks: {s['model']} (mediapipe {s['mediapipe_version']}); "
+                     f"{s.get('frames_without_person', 0)} ingested frame(s) without a confident person "
+                     f"(mask.kind none, all zeros)")
     else:
         lines.append("  masks: segmentation off (masks are all ones, mask.source = none)")
     lines.append(f"  report: {Path(report['out']) / META_DIR / REPORT_NAME}")

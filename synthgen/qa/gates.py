@@ -67,13 +67,24 @@ class DepthInRange(_Gate):
 
 
 class MaskNotEmpty(_Gate):
-    """Subject coverage (mean of the mask) is above ``min_coverage``."""
+    """Subject coverage (mean of the mask) is above ``min_coverage``. Not evaluated on samples whose
+    record says ``mask.kind: "none"`` (no person in the frame: an empty mask is right there)."""
     min_coverage: float = Field(0.001, ge=0.0, le=1.0)
 
 
 class MaskNotFull(_Gate):
     """Subject coverage (mean of the mask) is below ``max_coverage``."""
     max_coverage: float = Field(0.999, ge=0.0, le=1.0)
+
+
+class MaskWithoutPerson(_Gate):
+    """No mask on a frame without a person: evaluated on samples whose record states person presence
+    (``mask.kind`` ``"none"``, or a numeric ``mask.person_present``, as ``synthgen ingest`` writes);
+    a sample fails when its record says there is no person (``mask.kind: "none"`` or
+    ``person_present < min_person_confidence``) but its mask covers more than ``max_coverage``
+    (a hallucinated person mask)."""
+    max_coverage: float = Field(0.001, ge=0.0, le=1.0, description="mask mean")
+    min_person_confidence: float = Field(0.75, ge=0.0, le=1.0)
 
 
 class ExposureNotClipped(_Gate):
@@ -123,6 +134,7 @@ class Gates(BaseModel):
     depth_in_range: DepthInRange = DepthInRange()
     mask_not_empty: MaskNotEmpty = MaskNotEmpty()
     mask_not_full: MaskNotFull = MaskNotFull()
+    mask_without_person: MaskWithoutPerson = MaskWithoutPerson()
     exposure_not_clipped: ExposureNotClipped = ExposureNotClipped()
     no_exact_duplicates: NoExactDuplicates = NoExactDuplicates()
     keys_unique: KeysUnique = KeysUnique()
@@ -140,6 +152,7 @@ EXPECTATION_TYPES = {
     "depth_in_range": "expect_depth_values_to_be_between",
     "mask_not_empty": "expect_mask_coverage_to_be_above",
     "mask_not_full": "expect_mask_coverage_to_be_below",
+    "mask_without_person": "expect_mask_to_be_empty_without_person",
     "exposure_not_clipped": "expect_clipped_pixel_fraction_to_be_at_most",
     "no_exact_duplicates": "expect_sample_arrays_to_be_unique",
     "keys_unique": "expect_keys_to_be_unique_within_split",

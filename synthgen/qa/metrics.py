@@ -143,7 +143,8 @@ def measure(d: Decoded, gates: Gates) -> tuple[dict[str, float | None], dict[str
     rgb = np.nan_to_num(d.rgb, nan=0.0, posinf=65504.0, neginf=0.0)
     subj = mask >= 0.5
     depth_m, depth_checks, pix = depth_metrics(d.depth, subj, field_at(rec, "depth", "metric") is not False, gates)
-    for metrics, found in ((depth_m, depth_checks), mask_metrics(mask, gates), exposure_metrics(rgb, subj, gates)):
+    for metrics, found in ((depth_m, depth_checks), mask_metrics(mask, gates, rec),
+                           exposure_metrics(rgb, subj, gates)):
         m.update(metrics)
         checks.update(found)
     # camera (not applicable without a record: members_complete / records_valid report that)
@@ -203,12 +204,26 @@ def depth_metrics(depth: np.ndarray, subj: np.ndarray, metric: bool, g: Gates
     return m, checks, pix
 
 
-def mask_metrics(mask: np.ndarray, g: Gates) -> tuple[dict[str, float], dict[str, Check]]:
-    """Subject coverage and the ``mask_not_empty`` / ``mask_not_full`` checks of an (H, W) mask."""
+def mask_metrics(mask: np.ndarray, g: Gates, rec: dict[str, Any] | None = None
+                 ) -> tuple[dict[str, float], dict[str, Check]]:
+    """Subject coverage and the ``mask_not_empty`` / ``mask_not_full`` checks of an (H, W) mask, and
+    ``mask_without_person`` when the record ``rec`` states person presence (see
+    :class:`synthgen.qa.gates.MaskWithoutPerson`); ``mask_not_empty`` is skipped for ``mask.kind: "none"``."""
     cov = float(mask.mean())
-    return {"mask_fraction": cov}, {
-        "mask_not_empty": (cov <= g.mask_not_empty.min_coverage, 1.0 - cov, f"coverage {cov:.4f}"),
-        "mask_not_full": (cov >= g.mask_not_full.max_coverage, cov, f"coverage {cov:.4f}")}
+    kind = field_at(rec or {}, "mask", "kind")
+    checks: dict[str, Check] = {"mask_not_full": (cov >= g.mask_not_full.max_coverage, cov, f"coverage {cov:.4f}")}
+    if kind != "none":
+        checks["mask_not_empty"] = (cov <= g.mask_not_empty.min_coverage, 1.0 - cov, f"coverage {cov:.4f}")
+    present = finite_number(field_at(rec or {}, "mask", "person_present"))
+    if kind == "none" or present is not None:
+        gp = g.mask_without_person
+        no_person = kind == "none" or (present is not None and present < gp.min_person_confidence)
+        failed = no_person and cov > gp.max_coverage
+        why = "mask.kind none" if kind == "none" else f"person_present {present:.2f}"
+        checks["mask_without_person"] = (failed, cov if no_person else 0.0,
+                                         f"coverage {cov:.4f} with {why}" if no_person else
+                                         f"person present ({why})")
+    return {"mask_fraction": cov}, checks
 
 
 def exposure_metrics(rgb: np.ndarray, subj: np.ndarray, g: Gates) -> tuple[dict[str, float], dict[str, Check]]:

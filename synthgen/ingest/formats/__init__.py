@@ -29,6 +29,10 @@ class Reader:
     supersedes: tuple[str, ...] = ()
     """Formats this one is a more specific case of: when both detect, this one wins."""
 
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        """Run-level warnings found by ``scan`` (e.g. an inferred depth scale), for the report."""
+
     def detect(self, source: Path) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -129,7 +133,7 @@ def frame_key(subject: str, frame: str) -> str:
     return f"{subject}-{sanitize_token(frame)}"
 
 
-SIDECAR_FILES = ("ATTRIBUTION.md", "intrinsics.json", "camera_intrinsics.json")
+SIDECAR_FILES = ("ATTRIBUTION.md", "LICENSE", "intrinsics.json", "camera_intrinsics.json")
 
 
 def scan_photo_files(source: Path, opts: IngestOptions, exts: tuple[str, ...] | set[str],
@@ -159,11 +163,15 @@ def _registry() -> dict[str, Reader]:
     from .gdepth import GDepthReader
     from .heic import HeicReader
     from .kinect import KinectMMReader, RedwoodReader
+    from .azure_kinect import AzureKinectReader
     from .misc import DiodeReader, KittiReader, PairsReader
+    from .nyu_raw import NyuRawReader
+    from .sunrgbd import SunRgbdReader
     from .tum import TumReader
 
-    readers = [TumReader(), KinectMMReader(), RedwoodReader(), DiodeReader(), KittiReader(), ExrReader(),
-               GDepthReader(), DynamicDepthReader(), HeicReader(), PairsReader()]
+    readers = [TumReader(), KinectMMReader(), RedwoodReader(), SunRgbdReader(), NyuRawReader(), DiodeReader(),
+               KittiReader(), ExrReader(), GDepthReader(), DynamicDepthReader(), HeicReader(), PairsReader(),
+               AzureKinectReader()]
     return {r.name: r for r in readers}
 
 
@@ -172,8 +180,8 @@ def all_readers() -> dict[str, Reader]:
     return _registry()
 
 
-FORMAT_NAMES = ("tum", "kinect-mm", "redwood", "diode", "kitti", "exr", "gdepth", "dynamic-depth", "heic",
-                "image-depth-pairs")
+FORMAT_NAMES = ("tum", "kinect-mm", "redwood", "sunrgbd", "nyu-raw", "diode", "kitti", "exr", "gdepth",
+                "dynamic-depth", "heic", "image-depth-pairs", "azure-kinect")
 
 
 def detect_format(source: Path, requested: str = "auto") -> Reader:
@@ -199,15 +207,22 @@ def detect_format(source: Path, requested: str = "auto") -> Reader:
     if requested != "auto":
         if requested not in readers:
             raise SourceError(f"unknown format {requested!r}; choose one of {', '.join(FORMAT_NAMES)}")
-        return readers[requested]
+        reader = readers[requested]
+        if not _safe_detect(reader, source):
+            others = [r.name for r in readers.values() if r.name != requested and _safe_detect(r, source)]
+            raise SourceError(f"{display_path(source)}: cannot be read as --format {requested} "
+                              f"({reader.description}); formats tried: {requested}"
+                              + (f"; the source looks like: {', '.join(others)}" if others else
+                                 f"; no format recognises it (known: {', '.join(FORMAT_NAMES)})"))
+        return reader
     found = [r for r in readers.values() if _safe_detect(r, source)]
     superseded = {s for r in found for s in r.supersedes}
     found = [r for r in found if r.name not in superseded]
     if len(found) == 1:
         return found[0]
     if not found:
-        raise SourceError(f"{display_path(source)}: no known capture format recognised; pass --format "
-                          f"(one of {', '.join(FORMAT_NAMES)})")
+        raise SourceError(f"{display_path(source)}: no known capture format recognised; formats tried: "
+                          f"{', '.join(FORMAT_NAMES)}; pass --format to force one")
     raise SourceError(f"{display_path(source)}: format is ambiguous, candidates: "
                       f"{', '.join(r.name for r in found)}; pass --format to choose")
 

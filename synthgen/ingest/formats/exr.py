@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ...exr import ExrError, read_exr
-from ..common import (FrameError, FrameRef, LoadedFrame, check_regular_file, display_path, load_rgb8,
+from ..common import (FrameError, FrameRef, LoadedFrame, check_regular_file, problem_code, display_path, load_rgb8,
                       sanitize_token)
 from ..options import IngestOptions
 from . import Reader, folder_intrinsics, intr_to_info, is_dir, is_file, resolve_K
@@ -65,7 +65,7 @@ class ExrReader(Reader):
         path = Path(ref.files["depth"])
         problem = check_regular_file(path)
         if problem:
-            raise FrameError(problem[0] if problem[0] == "symlink_loop" else "unreadable_depth", problem[1])
+            raise FrameError(problem_code(problem[0], "depth"), problem[1])
         try:
             chans = read_exr(path)
         except ExrError as exc:
@@ -96,6 +96,9 @@ class ExrReader(Reader):
         capture = {"format": self.name, "sensor": "unknown (float depth EXR)",
                    "source_files": {k: Path(v).name for k, v in ref.files.items()},
                    "depth_units": f"float{32 if raw.dtype == np.float32 else 16} channel {dname}, value / {scale:g} = metres",
-                   "raw_to_metres": 1.0 / scale, "rgb_source": rgb_note}
+                   "raw_to_metres": 1.0 / scale, "rgb_source": rgb_note,
+                   "depth_scale": {"value": float(scale), "source": "option" if opts.depth_scale else "layout",
+                                   "reason": (f"--depth-scale {scale:g}" if opts.depth_scale else
+                                              "exr layout: float depth in metres (documented default 1)")}}
         return LoadedFrame(rgb=rgb, depth=depth, K=K, metric=True, capture=capture, rgb_linear=linear,
                            depth_bits=32, intrinsics_source=ksrc)

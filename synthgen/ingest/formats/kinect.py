@@ -88,9 +88,17 @@ def parse_trajectory_log(path: Path) -> dict[int, list[list[float]]]:
 
 class KinectMMReader(Reader):
     name = "kinect-mm"
-    description = "color/ + depth/ folders, 16-bit PNG/PGM depth in mm (value/1000), pose.txt"
-    sensor = "Kinect-style RGB-D camera (depth in millimetres)"
+    description = "color/ + depth/ folders, 16-bit PNG/PGM depth (scale stated or inferred), pose.txt"
+    sensor = "Kinect-style RGB-D camera (depth scale stated, or inferred from the data)"
     default_scale = 1000.0
+    scale_from_layout = False
+    registration = "depth assumed registered to colour (same resolution required)"
+    sensor_range_m = (0.3, 10.0)
+
+    def raw_to_metres(self, scale: float) -> float | None:
+        return 1.0 / scale
+    """The layout does not document a unit: without --depth-scale or an intrinsics-file
+    depth_scale the scale is inferred (:mod:`synthgen.ingest.scale`) or refused."""
 
     def detect(self, source: Path) -> bool:
         if not is_dir(source) or _color_dir(source) is None or not is_dir(source / "depth"):
@@ -118,12 +126,48 @@ class KinectMMReader(Reader):
             return p, "pose.txt line i = frame i in numeric order (tx ty tz qx qy qz qw, camera-to-world)"
         return [], "no pose file"
 
+    def intrinsics(self, source: Path, opts: IngestOptions) -> dict | None:
+        return folder_intrinsics(source, opts)
+
+    def decode(self, raw: np.ndarray, info: dict) -> tuple[np.ndarray, str]:
+        """Raw 16-bit depth -> metres and the ``depth_units`` text."""
+        scale = info["scale"]
+        return raw.astype(np.float32) / np.float32(scale), f"value / {scale:g} = metres, 0 = invalid"
+
+    def decide_scale(self, source: Path, opts: IngestOptions, intr: dict | None, depth_paths: list[Path]) -> dict:
+        """The depth scale of this sequence and why (see :mod:`synthgen.ingest.scale`): ``--depth-scale``,
+        else ``depth_scale`` in the intrinsics file, else the layout's documented unit
+        (``scale_from_layout``), else inferred from the depth values. SUN-rotated depth is refused
+        whatever the scale. Sets ``self.warnings`` when the scale was inferred."""
+        from .. import scale as sc
+
+        where = display_path(source)
+        vals = sc.sample_raw(depth_paths, load_depth_int)
+        rot = sc.rotation_evidence(vals)
+        if rot:
+            raise SourceError(sc.rotation_message(where, rot))
+        file_scale = (intr or {}).get("extra", {}).get("depth_scale")
+        if opts.depth_scale:
+            return sc.stated(opts.depth_scale, "option", f"--depth-scale {opts.depth_scale:g}")
+        if file_scale:
+            return sc.stated(float(file_scale), "intrinsics_file",
+                             f"depth_scale {float(file_scale):g} in {(intr or {}).get('source')}")
+        if self.scale_from_layout:
+            return sc.stated(self.default_scale, "layout",
+                             f"{self.name} layout: documented raw / {self.default_scale:g}")
+        fx = float(np.asarray(intr["K"])[0, 0]) if intr is not None else None
+        decision = sc.infer_scale(vals, fx, where)
+        self.warnings.append(f"depth scale not stated by the source: {decision['reason']}; every record says so "
+                             f"under capture.depth_scale; pass --depth-scale to state it")
+        return decision
+
     def scan(self, source: Path, opts: IngestOptions, exclude: Path | None = None) -> list[FrameRef]:
         subject = opts.subject_id or sanitize_token(source.resolve().name)
-        intr = folder_intrinsics(source, opts)
-        scale = opts.depth_scale or (intr or {}).get("extra", {}).get("depth_scale") or self.default_scale
+        intr = self.intrinsics(source, opts)
         pairs, junk = self.pairs(source)
         complete = [pr for pr in pairs if pr[0] is not None and pr[1] is not None]
+        decision = self.decide_scale(source, opts, intr, [d for _, d in complete])
+        scale = decision["value"]
         poses, pose_note = self.poses(source, len(complete))
         refs = []
         idx = 0
@@ -132,7 +176,8 @@ class KinectMMReader(Reader):
             key = f"{subject}-{sanitize_token(stem)}"
             files = {k: str(v) for k, v in (("rgb", c), ("depth", d)) if v is not None}
             err = None
-            info = {"intr": intr_to_info(intr), "scale": float(scale), "sequence": source.resolve().name,
+            info = {"intr": intr_to_info(intr), "scale": float(scale), "scale_decision": decision,
+                    "sequence": source.resolve().name,
                     "rel": {k: f"{Path(v).parent.name}/{Path(v).name}" for k, v in files.items()}}
             if c is None:
                 err = ("orphan_depth", f"depth/{display_path(d.name)}: no colour image with the same name")
@@ -141,6 +186,10 @@ class KinectMMReader(Reader):
                 err = ("no_associated_depth", f"{display_path(c.parent.name)}/{display_path(c.name)}: "
                                               f"no depth image with the same name in depth/")
             else:
+                missing = [f"{display_path(x.parent.name)}/{display_path(x.name)}" for x in (c, d) if not x.exists()
+                           and not x.is_symlink()]
+                if missing:
+                    err = ("missing_file", f"{', '.join(missing)}: listed but not found")
                 info["pose"] = poses[idx] if idx < len(poses) else None
                 info["pose_note"] = pose_note if idx < len(poses) else f"{pose_note}; no pose for frame {idx}"
                 idx += 1
@@ -157,7 +206,7 @@ class KinectMMReader(Reader):
         rgb, _ = load_rgb8(Path(ref.files["rgb"]))
         raw, bits = load_depth_int(Path(ref.files["depth"]))
         scale = info["scale"]
-        depth = raw.astype(np.float32) / np.float32(scale)
+        depth, units = self.decode(raw, info)
         h, w = rgb.shape[:2]
         K, ksrc = resolve_K(info.get("intr"), w, h, opts)
         capture = {
@@ -165,14 +214,15 @@ class KinectMMReader(Reader):
             "sensor": self.sensor,
             "sequence": info["sequence"],
             "source_files": info["rel"],
-            "depth_units": f"uint{bits}, value / {scale:g} = metres, 0 = invalid",
-            "raw_to_metres": 1.0 / scale,
+            "depth_units": f"uint{bits}, {units}",
+            "raw_to_metres": self.raw_to_metres(scale),
+            "depth_scale": info.get("scale_decision"),
             "pose_note": info.get("pose_note"),
-            "registration": "depth assumed registered to colour (same resolution required)",
+            "registration": self.registration,
         }
         return LoadedFrame(rgb=rgb, depth=depth, K=K, metric=True, capture=capture,
                            camera_to_world=None if info.get("pose") is None else np.asarray(info["pose"]),
-                           sensor_range_m=(0.3, 10.0), depth_bits=bits, depth_raw_max=float(raw.max()),
+                           sensor_range_m=self.sensor_range_m, depth_bits=bits, depth_raw_max=float(raw.max()),
                            expects_16bit=True, intrinsics_source=ksrc)
 
 
@@ -181,6 +231,7 @@ class RedwoodReader(KinectMMReader):
     description = "Redwood/Open3D: color/*.jpg + depth/*.png (mm), camera_*.json, trajectory.log, rgbd.match"
     sensor = "PrimeSense/Kinect-style RGB-D camera (Redwood layout; depth in millimetres)"
     supersedes = ("kinect-mm",)
+    scale_from_layout = True
 
     def detect(self, source: Path) -> bool:
         if not super().detect(source):

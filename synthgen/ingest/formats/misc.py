@@ -189,7 +189,10 @@ class KittiReader(Reader):
                    "sequence": ref.info["drive"], "sparse": True,
                    "source_files": {k: f"{Path(v).parent.name}/{Path(v).name}" for k, v in ref.files.items()},
                    "depth_units": f"uint{bits}, value / {scale:g} = metres, 0 = no measurement",
-                   "raw_to_metres": 1.0 / scale}
+                   "raw_to_metres": 1.0 / scale,
+                   "depth_scale": {"value": float(scale), "source": "option" if opts.depth_scale else "layout",
+                                   "reason": (f"--depth-scale {scale:g}" if opts.depth_scale else
+                                              "KITTI depth devkit: raw / 256")}}
         return LoadedFrame(rgb=rgb, depth=depth, K=K, metric=True, capture=capture, sensor_range_m=(0.5, 120.0),
                            depth_bits=bits, depth_raw_max=float(raw.max()), expects_16bit=True, intrinsics_source=ksrc)
 

@@ -10,10 +10,13 @@ Pairs are associated like the dataset's ``associate.py``: candidate pairs with
 Poses are interpolated at the colour timestamp (linear translation, quaternion slerp) between the
 two bracketing ground-truth samples when they are at most 0.1 s apart.
 
-Intrinsics: the dataset ships none; the published per-camera calibration of the colour camera is
-built in (chosen by ``freiburg1/2/3`` in the folder name or the lists' ``# file:`` header). The
-images are *not* undistorted; the distortion coefficients are recorded under
-``camera.distortion``.
+Intrinsics: the dataset ships none. Its file-format page recommends the ROS default parameter set
+(fx = fy = 525, cx = 319.5, cy = 239.5, no undistortion) for the pre-registered depth, "as
+undistortion of the pre-registered depth images is not trivial"; that is what ingest uses (issue 14
+item 3), and ``camera.intrinsics_source`` says so. The published calibration of the fr1/fr2/fr3
+colour camera (chosen by ``freiburg1/2/3`` in the folder name or the lists' ``# file:`` header) is
+recorded under ``camera.tum_published_calibration`` (``used: false``); pass ``--intrinsics`` to
+use it instead.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ TUM_CAMERAS = {
     "freiburg3": ((535.4, 539.2, 320.1, 247.6), (0.0, 0.0, 0.0, 0.0, 0.0)),
 }
 MAX_POSE_GAP_S = 0.1
+TUM_RECOMMENDED = (525.0, 525.0, 319.5, 239.5)
+TUM_RECOMMENDED_NOTE = ("TUM RGB-D recommendation for the pre-registered depth: ROS default fx=fy=525, cx=319.5, "
+                        "cy=239.5, no undistortion (the dataset's file-format page; its generate_pointcloud.py uses "
+                        "the same)")
 
 
 def parse_list(path: Path) -> tuple[list[tuple[float, str, int]], list[tuple[int, str]], str]:
@@ -134,10 +141,9 @@ class TumReader(Reader):
         intr = None
         if opts.intrinsics is not None:  # the TUM layout has no intrinsics file of its own
             intr = folder_intrinsics(source, opts, patterns=())
-        if intr is None and camera:
-            (fx, fy, cx, cy), dist = TUM_CAMERAS[camera]
-            intr = {"K": make_K(fx, fy, cx, cy), "width": 640, "height": 480, "extra": {"distortion": list(dist)},
-                    "source": f"TUM RGB-D published calibration of the {camera} colour camera"}
+        if intr is None:
+            intr = {"K": make_K(*TUM_RECOMMENDED), "width": 640, "height": 480, "extra": {},
+                    "source": TUM_RECOMMENDED_NOTE}
         gt = None
         gt_path = source / "groundtruth.txt"
         if is_file(gt_path):
@@ -153,18 +159,22 @@ class TumReader(Reader):
             used_files.add((source / rel).resolve())
             info = dict(common, t_rgb=t, rgb_rel=rel)
             err = None
+            if not (source / rel).exists() and not (source / rel).is_symlink():  # name the missing file
+                err = ("missing_file", f"{rel}: listed in rgb.txt but not found")
             if i in pairs:
                 td, drel, _ = depth[pairs[i]]
                 files["depth"] = str(source / drel)
                 used_files.add((source / drel).resolve())
                 info.update(t_depth=td, depth_rel=drel)
+                if err is None and not (source / drel).exists() and not (source / drel).is_symlink():
+                    err = ("missing_file", f"{drel}: listed in depth.txt but not found")
                 if gt is not None:
                     c2w, note = interpolate_pose(gt, t)
                     info["pose"] = None if c2w is None else c2w.tolist()
                     info["pose_note"] = note
                 else:
                     info["pose"], info["pose_note"] = None, "no groundtruth.txt"
-            else:
+            elif err is None:
                 near = min((abs(t - d[0]) for d in depth), default=None)
                 err = ("no_associated_depth",
                        f"{rel}: no depth frame within {opts.max_time_diff} s"
@@ -209,6 +219,13 @@ class TumReader(Reader):
         if info.get("intr") and info["intr"].get("extra", {}).get("distortion"):
             extra["distortion"] = {"model": "opencv k1 k2 p1 p2 k3",
                                    "coeffs": info["intr"]["extra"]["distortion"], "applied_to_images": False}
+        if info.get("camera"):
+            (fx, fy, cx, cy), dist = TUM_CAMERAS[info["camera"]]
+            extra["tum_published_calibration"] = {
+                "camera": f"{info['camera']} colour", "fx": fx, "fy": fy, "cx": cx, "cy": cy,
+                "distortion_k1_k2_p1_p2_k3": list(dist), "used": False,
+                "note": "not used: the dataset recommends the ROS default for its pre-registered depth, which "
+                        "would need undistorting together with the colour; pass --intrinsics to use it"}
         skew = abs(info["t_rgb"] - info["t_depth"])
         capture = {
             "format": "tum",
@@ -217,6 +234,9 @@ class TumReader(Reader):
             "source_files": {"rgb": info["rgb_rel"], "depth": info["depth_rel"]},
             "depth_units": f"uint16, value / {scale:g} = metres, 0 = no measurement",
             "raw_to_metres": 1.0 / scale,
+            "depth_scale": ({"value": float(scale), "source": "option", "reason": f"--depth-scale {scale:g}"}
+                            if opts.depth_scale else
+                            {"value": TUM_SCALE, "source": "layout", "reason": "TUM RGB-D file format: raw / 5000"}),
             "timestamps": {"rgb": info["t_rgb"], "depth": info["t_depth"], "skew_s": skew},
             "pose_note": info.get("pose_note"),
             "registration": "depth pre-registered to the colour camera by the dataset",
