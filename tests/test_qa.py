@@ -33,7 +33,8 @@ FIX = ROOT / "tests" / "fixtures" / "tum_rgbd_fr1_xyz_qa"
 SYNTHGEN = [sys.executable, "-m", "synthgen.cli"]
 ALL_GATES = {"inputs_readable", "records_valid", "members_complete", "depth_finite", "depth_has_valid_pixels", "depth_in_range",
              "mask_not_empty", "mask_not_full", "exposure_not_clipped", "no_exact_duplicates", "keys_unique",
-             "keys_disjoint_across_splits", "subjects_disjoint_across_splits", "camera_consistent"}
+             "keys_disjoint_across_splits", "subjects_disjoint_across_splits", "camera_consistent",
+             "mask_without_person"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -241,7 +242,7 @@ def test_report_on_real_store_passes(real_store, tmp_path):
     assert 2.0 < dmax["max"] < 10.0  # Kinect v1 room depth, metres
     fov = doc["distributions"]["fov_x_deg"]["by_source"]["real"]
     assert abs(fov["max"] - 63.5) < 0.5  # 2 atan(640 / (2 * 517.3))
-    assert "PASS" in so and "14/14 gates passed" in so
+    assert "PASS" in so and "15/15 gates passed" in so
 
 
 def test_synthetic_and_real_side_by_side(mixed_report):
