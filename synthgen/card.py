@@ -76,16 +76,38 @@ def _parse_attribution(path: str) -> dict[str, Any] | None:
     except OSError:
         return None
     m = _LICENCE_LINE.search(text)
-    licence = m.group(1) if m else None
+    licence = _with_continuation(text, m) if m else None
+    if licence is None and re.search(r"part of synthgen \(project licen[cs]e\)", text, re.I):
+        licence = "Apache-2.0 (synthgen project licence; self-made, no third-party content)"
     if licence is None:
         m2 = _LICENSED.search(text)
         licence = m2.group(1).strip() if m2 else None
     if licence is None and Path(path).name.upper().startswith("LICENSE"):
         licence = text.strip().splitlines()[0].strip() if text.strip() else None
     origin = _ORIGIN_LINE.search(text)
-    title = next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")), None)
-    return {"licence": (licence or UNKNOWN).rstrip("."), "attribution": origin.group(1) if origin else title,
+    attribution = _with_continuation(text, origin) if origin else _first_sentence(text)
+    return {"licence": (licence or UNKNOWN).rstrip("."), "attribution": attribution,
             "attribution_file": str(Path(path).resolve())}
+
+
+def _with_continuation(text: str, m: re.Match) -> str:
+    """The matched bullet's value plus its indented continuation lines, joined by spaces."""
+    parts = [m.group(m.lastindex or 1).strip()]
+    for ln in text[m.end():].splitlines()[1:]:
+        if not ln.strip() or not ln[:1].isspace() or ln.lstrip()[:1] in "-*":
+            break
+        parts.append(ln.strip())
+    return " ".join(parts)
+
+
+def _first_sentence(text: str) -> str | None:
+    """The first sentence of the first paragraph that is not a heading (at most 200 characters)."""
+    for para in re.split(r"\n\s*\n", text):
+        para = " ".join(ln.strip() for ln in para.splitlines() if not ln.lstrip().startswith(("#", "|")))
+        if para:
+            m = re.match(r"(.+?[.;])(\s|$)", para)
+            return (m.group(1) if m else para)[:200]
+    return None
 
 
 def find_attribution(start: str | os.PathLike, levels: int = 0) -> dict[str, Any] | None:
@@ -210,12 +232,16 @@ class AssetCollector:
         self.assets: dict[tuple[str, str], dict[str, Any]] = {}
         self.counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
         self.resolvers: dict[str, AssetResolver] = {}
+        self.config_hashes: Counter = Counter()
 
     def add(self, rec: dict[str, Any], store: str | os.PathLike | None, split: str | None = None) -> None:
         key = str(store) if store is not None else ""
         res = self.resolvers.get(key)
         if res is None:
             res = self.resolvers[key] = AssetResolver(store)
+        h = (rec.get("render") or {}).get("config_hash")
+        if h:
+            self.config_hashes[h] += 1
         for ref in record_assets(rec):
             k = (ref["kind"], ref["id"])
             if k not in self.assets:
@@ -448,10 +474,11 @@ def shard_card(manifest: dict[str, Any], name: str | None = None) -> str:
     name = name or "synthgen shards"
     rows = {s: Counter(v.get("by_source", {})) for s, v in manifest.get("splits", {}).items()}
     sources = [s for s, n in (totals.get("by_source") or {}).items() if n]
-    hashes = sorted({(i.get("store_meta") or {}).get("config_hash") for i in manifest.get("inputs", [])} - {None})
+    hashes = sorted(({(i.get("store_meta") or {}).get("config_hash") for i in manifest.get("inputs", [])}
+                     | set(manifest.get("config_hashes") or {})) - {None})
     configs = [{"config_name": "default",
                 "data_files": [{"split": s, "path": f"{s}-*.tar"} for s in splits]}]
-    resize = (manifest.get("options") or {}).get("resize")
+    resize = ((manifest.get("options") or {}).get("encode") or {}).get("resize")
     body = [
         _front_matter(name, int(totals.get("samples", 0)), assets, sources, {"configs": configs}),
         f"# {name}\n",

@@ -42,6 +42,7 @@ lost), never a silent wrong value. Decoded arrays are always writeable.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from typing import Any
@@ -50,7 +51,7 @@ import numpy as np
 from PIL import Image
 
 from ..colour import TONE_CURVES, rgb_to_8bit, view_transform  # noqa: F401 (re-exported)
-from ..exr import DEPTH_CHANNEL, LEGACY_DEPTH_CHANNEL, read_exr_bytes  # noqa: F401 (re-exported)
+from ..exr import DEPTH_CHANNEL, LEGACY_DEPTH_CHANNEL, camera_attributes, read_exr_bytes  # noqa: F401 (re-exported)
 
 EXR_MEMBERS = ("rgb.exr", "depth.exr", "mask.exr", "json")
 PNG_COMPRESS_LEVEL = 6
@@ -58,17 +59,22 @@ JPEG_QUALITY = 95
 
 
 def encode_options(name: str = "exr", rgb: str = "png", depth: str = "png16", exposure_ev: float = 0.0,
-                   tone: str = "clip") -> dict[str, Any]:
-    """Canonical encoding options dict (stored in the manifest and part of the fingerprint)."""
+                   tone: str = "clip", resize: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Canonical encoding options dict (stored in the manifest and part of the fingerprint).
+
+    ``resize``: ``{"width", "height", "mode"}`` (:func:`synthgen.shard.resize.resize_options`) to write
+    every sample at one size; absent from the dict when None.
+    """
+    extra = {"resize": dict(resize)} if resize else {}
     if name == "exr":
-        return {"name": "exr"}
+        return {"name": "exr", **extra}
     if rgb not in ("png", "jpeg"):
         raise ValueError(f"rgb format {rgb!r}: expected png or jpeg")
     if depth not in ("png16", "exr"):
         raise ValueError(f"depth format {depth!r}: expected png16 or exr")
     if tone not in TONE_CURVES:
         raise ValueError(f"tone curve {tone!r}: expected one of {TONE_CURVES}")
-    return {"name": "train", "rgb": rgb, "depth": depth, "exposure_ev": float(exposure_ev), "tone": tone}
+    return {"name": "train", "rgb": rgb, "depth": depth, "exposure_ev": float(exposure_ev), "tone": tone, **extra}
 
 
 def member_names(encode: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -108,22 +114,52 @@ def jpeg_bytes(arr: np.ndarray) -> bytes:
 
 
 def encode_train(key: str, blobs: dict[str, bytes], record: dict[str, Any], encode: dict[str, Any]) -> list[tuple[str, bytes]]:
-    """Re-encode one sample for training.
+    """Re-encode one sample for training (``rgb``, ``depth``, ``mask``, ``json``; see :func:`encode_sample`)."""
+    members = encode_sample(key, blobs, [], record, encode)
+    return members[:3] + members[-1:]
+
+
+def encode_sample(key: str, blobs: dict[str, bytes], extras: list[tuple[str, bytes]], record: dict[str, Any],
+                  encode: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """Re-encode one sample: ``train`` encoding and/or a resize (``encode["resize"]``, :mod:`.resize`).
 
     Args:
         key: sample key.
         blobs: the store's member bytes ``{"rgb.exr": ..., "depth.exr": ..., "mask.exr": ...}``.
+        extras: optional members ``[(name, bytes)]`` (e.g. ``depth_sensor.exr``): packed unchanged,
+            or resampled like depth (nearest) when resizing.
         record: the parsed store record.
-        encode: options from :func:`encode_options` with ``name == "train"``.
+        encode: options from :func:`encode_options` (``train``, or ``exr`` with a resize).
 
     Returns:
-        ``[(member extension, bytes), ...]`` in write order (rgb, depth, mask, json).
+        ``[(member extension, bytes), ...]`` in write order (rgb, depth, mask, extras, json). With a
+        resize the record gets the new ``image``, ``camera.K`` and a ``transform`` section, and its
+        ``files`` describe the members as packed (the store's are kept as ``source_files``).
 
     Raises:
         ValueError: an EXR cannot be decoded or lacks its channels (message names the member).
     """
+    from .resize import exr_bytes, geometry, resize_depth, resize_mask, resize_record, resize_rgb
+
     rgb, depth, mask = (decode_image(kind, m, blobs[m], f"{key}.{m}")[0] for kind, m in
                         (("rgb", "rgb.exr"), ("depth", "depth.exr"), ("mask", "mask.exr")))
+    rec = dict(record)
+    depth_blob = blobs["depth.exr"]
+    rs = encode.get("resize")
+    if rs:
+        g = geometry(rgb.shape[1], rgb.shape[0], rs["width"], rs["height"], rs["mode"])
+        rgb, depth, mask = resize_rgb(rgb, g), resize_depth(depth, g), resize_mask(mask, g)
+        rec = resize_record(rec, g)
+        extras = [(n, _resize_extra(d, g, f"{key}.{n}", resize_depth, exr_bytes)) for n, d in extras]
+        depth_blob = exr_bytes({DEPTH_CHANNEL: depth.astype(np.float32)},
+                               camera_attributes(rec["camera"]["K"], rec["camera"].get("camera_to_world")))
+    if encode["name"] == "exr":  # resized EXR members; the record lists them
+        members = [("rgb.exr", exr_bytes({c: rgb[..., i].astype(np.float16) for i, c in enumerate("RGB")})),
+                   ("depth.exr", depth_blob), ("mask.exr", exr_bytes({"Y": mask.astype(np.float16)})), *extras]
+        rec["source_files"] = rec.pop("files", {})
+        rec["files"] = {m: {"file": f"{key}.{m}", "bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+                        for m, b in members}
+        return [*members, ("json", (json.dumps(rec, indent=2, sort_keys=True) + "\n").encode("utf-8"))]
     rgb_name, depth_name, mask_name, _ = member_names(encode)
     rgb8 = rgb_to_8bit(rgb, encode["exposure_ev"], encode["tone"])
     out = [(rgb_name, jpeg_bytes(rgb8) if encode["rgb"] == "jpeg" else png_bytes(rgb8))]
@@ -134,11 +170,14 @@ def encode_train(key: str, blobs: dict[str, bytes], record: dict[str, Any], enco
                       "invalid_value": 0, "max_metres": 65.535,
                       "dropped_pixels": int(((depth > 65.5355) & np.isfinite(depth)).sum())}
     else:
-        out.append((depth_name, blobs["depth.exr"]))
+        out.append((depth_name, depth_blob))
         depth_info = {"file": depth_name, "dtype": "float32", "units": "metres", "invalid_value": 0}
     out.append((mask_name, png_bytes(mask_to_8bit(mask))))
-    rec = dict(record)
+    out += extras
     rec["source_files"] = rec.pop("files", {})
+    if rs and extras:  # resampled optional members: their sha256 as packed
+        rec["files"] = {n: {"file": f"{key}.{n}", "bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+                        for n, b in extras}
     rec["encoding"] = {
         "name": "train",
         "rgb": {"file": rgb_name, "dtype": "uint8", "colour_space": "sRGB (IEC 61966-2-1)",
@@ -150,6 +189,13 @@ def encode_train(key: str, blobs: dict[str, bytes], record: dict[str, Any], enco
     }
     out.append(("json", record_member(rec)))
     return out
+
+
+def _resize_extra(data: bytes, g, what: str, resize_depth, exr_bytes) -> bytes:
+    """An optional EXR member resampled like depth (nearest, per channel, dtype kept)."""
+    chans = read_exr_bytes(data, what)
+    return exr_bytes({c: resize_depth(a, g).astype(a.dtype if a.dtype in (np.float16, np.float32) else np.float32)
+                      for c, a in chans.items()})
 
 
 def record_member(rec: dict[str, Any]) -> bytes:

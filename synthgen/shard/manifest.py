@@ -116,6 +116,8 @@ def canonical_command(stores, out, options: dict, check_inputs: bool, engine: st
     if enc["name"] == "train":
         args += ["--rgb-format", enc["rgb"], "--depth-format", enc["depth"], "--exposure", f"{enc['exposure_ev']:g}",
                  "--tone", enc["tone"]]
+    if enc.get("resize"):
+        args += ["--size", f"{enc['resize']['width']}x{enc['resize']['height']}", "--resize", enc["resize"]["mode"]]
     if not check_inputs:
         args.append("--no-check-inputs")
     if engine == "ray":
@@ -170,6 +172,7 @@ def write_index_files(out: Path, plan: Plan, entries: dict[str, dict], options: 
         "excluded": plan.excluded,
         "skipped": plan.skipped,
         "assets": collector.result(),
+        "config_hashes": dict(sorted(collector.config_hashes.items())),
     }
     with atomic_path(out / CARD) as tmp:
         tmp.write_text(shard_card(manifest, name=out.name), "utf-8")

@@ -116,7 +116,9 @@ def _sample_problems(key: str, cur: dict[str, Any], members: list[str], optional
     exr = "rgb.exr" in members
     files = {}
     if isinstance(rec, dict):
-        files = rec.get("files" if exr else "source_files") or {}
+        # exr: the members as packed; train: the optional members, packed unchanged (source_files) or
+        # resampled by --size (then listed under files)
+        files = (rec.get("files") if exr else rec.get("files") or rec.get("source_files")) or {}
         files = files if isinstance(files, dict) else {}
     listed_extra = sorted(m for m in files if m not in ("rgb.exr", "depth.exr", "mask.exr"))
     got = sorted(cur)
