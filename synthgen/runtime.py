@@ -16,12 +16,17 @@ remote cluster's authentication is the user's and Ray's business.
 **Dry-run estimates.** :func:`estimate_render` predicts wall time and disk use of a render job on
 this machine from measured per-sample figures: the store being resumed (its ``_meta/run.json``
 and ``_meta/store.json``), else reference stores given by the caller, else a built-in table
-measured on a 2-core development machine (Cycles CPU, smoke scenes). Per sample and worker slot::
+measured on a 2-core development machine (CPU Cycles, the smoke scenes, 32x32 at 4 spp and 96x96
+at 16 spp). Per sample and worker slot, with ``P = W*H*spp`` and ``N = W*H``::
 
-    t = setup + render * (W*H*spp / W0*H0*spp0) * (threads0 / threads) + write * (W*H / W0*H0)
-    wall = startup + todo * t / workers          disk = todo * bytes0 * (W*H / W0*H0)
+    render(P) = ref_render * curve(P) / curve(P_ref) * threads_ref / threads,  curve(P) = a + b*P
+    write(N)  = ref_write * (c + d*N) / (c + d*N_ref),    setup = ref_setup
+    wall = startup + todo * (setup + render + write) / workers
+    disk = todo * ref_bytes * (e + f*N) / (e + f*N_ref)
 
-:func:`format_estimate` says how the numbers were obtained.
+The curves' shapes (fixed per-sample overhead plus a part proportional to pixels x samples) come
+from the built-in measurements (:data:`CURVES`); a measured store sets their level.
+:func:`format_estimate` says which figures were used.
 """
 
 from __future__ import annotations
@@ -36,11 +41,17 @@ AUTH_ENV = "RAY_AUTH_MODE"
 
 BUILTIN = [
     # measured on the 2-core development machine (CPU Cycles, configs/smoke.yaml scenes, 2 workers x 1
-    # thread): pixels, samples per pixel, per-sample seconds of one worker (setup, render, write),
-    # bytes per sample on disk, cluster + Blender start-up seconds
+    # thread, 4 samples each): per-sample seconds of one worker (setup, render, write), bytes per
+    # sample on disk (3 EXRs + record), cluster + Blender start-up seconds
     {"width": 32, "height": 32, "spp": 4, "setup_s": 0.61, "render_s": 2.41, "write_s": 0.85,
-     "bytes": 12907, "startup_s": 8.0, "threads": 1},
+     "bytes": 12907, "startup_s": 8.3, "threads": 1},
+    {"width": 96, "height": 96, "spp": 16, "setup_s": 0.73, "render_s": 5.75, "write_s": 1.03,
+     "bytes": 59579, "startup_s": 9.6, "threads": 1},
 ]
+CURVES = {
+    # fitted through the two BUILTIN rows: render = a + b * W*H*spp, write = c + d * W*H, bytes = e + f * W*H
+    "render": (2.31, 2.33e-5), "write": (0.83, 2.2e-5), "bytes": (7074.0, 5.70),
+}
 
 
 def quiet_local_ray_auth(address: str | None = None) -> bool:
@@ -125,16 +136,21 @@ def estimate_render(cfg: dict[str, Any], out_dir: str | os.PathLike | None = Non
         method = (f"built-in table (2-core development machine, CPU Cycles): nearest entry "
                   f"{ref['width']}x{ref['height']} at {ref['spp']} spp; no rendered store to measure from")
     px, px0 = job["width"] * job["height"], ref["width"] * ref["height"]
-    work = (px * job["spp"]) / (px0 * ref["spp"])
-    per = (ref["setup_s"] + ref["render_s"] * work * ref["threads"] / max(1, job["threads"])
-           + ref["write_s"] * px / px0)
+    per = (ref["setup_s"]
+           + ref["render_s"] * _ratio("render", px * job["spp"], px0 * ref["spp"]) * ref["threads"] / max(1, job["threads"])
+           + ref["write_s"] * _ratio("write", px, px0))
     seconds = ref["startup_s"] + n * per / slots
-    nbytes = None if ref.get("bytes") is None else n * ref["bytes"] * px / px0
+    nbytes = None if ref.get("bytes") is None else n * ref["bytes"] * _ratio("bytes", px, px0)
     return {"samples": n, "workers": slots, "seconds": seconds, "bytes": nbytes, "per_sample_s": per,
             "method": method, "basis": {k: ref.get(k) for k in ("width", "height", "spp", "setup_s", "render_s",
                                                                "write_s", "bytes", "startup_s", "threads")},
-            "model": "t = setup + render*(W*H*spp ratio)*(threads ratio) + write*(W*H ratio); "
-                     "wall = startup + samples*t/workers; disk = samples*bytes*(W*H ratio)"}
+            "model": "per sample: setup + render scaled by (a + b*W*H*spp) + write scaled by (c + d*W*H); "
+                     "wall = startup + samples * per-sample / workers; disk scaled by (e + f*W*H)"}
+
+
+def _ratio(curve: str, x: float, x_ref: float) -> float:
+    a, b = CURVES[curve]
+    return (a + b * x) / (a + b * x_ref)
 
 
 def _human_s(s: float) -> str:

@@ -18,7 +18,6 @@ import yaml
 
 from synthgen.card import read_card_assets, write_store_card
 from synthgen.contract import read_sample, write_sample
-from synthgen.exr import read_exr
 from synthgen.shard import decode, decode_sample, load_record, pack, verify
 from synthgen.shard.resize import geometry
 
@@ -193,33 +192,56 @@ def test_wids_lists_resolve_from_meta(train_shards):
     np.testing.assert_array_equal(s[".depth.png"], by_key[s["__key__"]]["depth.png"])
 
 
-def test_ray_read_webdataset_stock_call_on_the_folder(train_shards):
-    ray = pytest.importorskip("ray")
-    import ray.data
+RAY_SCRIPT = """
+import hashlib, json, sys
+import numpy as np
+from synthgen.runtime import quiet_local_ray_auth
+quiet_local_ray_auth(None)                    # before ray.init: the embedded cluster keeps token auth, quietly
+from synthgen.raycluster import init_ray
+init_ray(None, num_cpus=1)
+import ray, ray.data
+from ray._raylet import AuthenticationMode, get_authentication_mode
+from synthgen.shard import decode_sample, load_record
+ray.data.DataContext.get_current().enable_progress_bars = False
+digest = lambda a: hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+rows = ray.data.read_webdataset(sys.argv[1], decoder=decode_sample).take_all()   # stock call, no file_extensions
+rows2 = ray.data.read_webdataset(sys.argv[1]).map(decode_sample).take(3)          # Ray's default decoder first
+print(json.dumps({"token_auth": get_authentication_mode() == AuthenticationMode.TOKEN,
+                  "rows": {r["__key__"]: {"depth": digest(r["depth.png"]), "json": load_record(r["json"])} for r in rows},
+                  "rows2": {r["__key__"]: digest(r["depth.png"]) for r in rows2}}))
+ray.shutdown()
+"""
 
-    from synthgen.raycluster import init_ray
-    from synthgen.runtime import quiet_local_ray_auth
+
+@pytest.fixture(scope="module")
+def ray_run(train_shards):
+    """One embedded Ray cluster in a fresh process, started the way synthgen starts it, without
+    RAY_AUTH_MODE in the environment; reads the shard folder with the stock Ray Data call."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    out, _ = train_shards
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")])
+    p = subprocess.run([sys.executable, "-c", RAY_SCRIPT, str(out)], capture_output=True, text=True, timeout=400,
+                       env=env, cwd=out.parent)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1]), p.stderr
+
+
+def test_ray_read_webdataset_stock_call_on_the_folder(train_shards, ray_run):
+    import hashlib
 
     out, m = train_shards
-    quiet_local_ray_auth(None)
-    started = init_ray(None, num_cpus=1)
-    try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        rows = ray.data.read_webdataset(str(out), decoder=decode_sample).take_all()   # no file_extensions
-        assert len(rows) == m["totals"]["samples"]
-        by_key = {s["__key__"]: decode_sample(s) for s in _wds(out, m)}
-        for r in rows:
-            ref = by_key[r["__key__"]]
-            np.testing.assert_array_equal(np.asarray(r["depth.png"]), ref["depth.png"])
-            assert _strip_none(load_record(r["json"])) == _strip_none(ref["json"])
-        # Ray's own default decoder first (16-bit PNG -> uint16 array), then synthgen's
-        rows2 = ray.data.read_webdataset(str(out)).map(decode_sample).take(3)
-        for r in rows2:
-            np.testing.assert_array_equal(np.asarray(r["depth.png"]), by_key[r["__key__"]]["depth.png"])
-    finally:
-        if started:
-            ray.shutdown()
+    res, _ = ray_run
+    by_key = {s["__key__"]: decode_sample(s) for s in _wds(out, m)}
+    assert sorted(res["rows"]) == sorted(by_key) and len(res["rows"]) == m["totals"]["samples"]
+    for key, r in res["rows"].items():
+        assert r["depth"] == hashlib.sha256(by_key[key]["depth.png"].tobytes()).hexdigest()
+        assert _strip_none(r["json"]) == _strip_none(by_key[key]["json"])
+    for key, d in res["rows2"].items():
+        assert d == hashlib.sha256(by_key[key]["depth.png"].tobytes()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- item 4: HF datasets
@@ -345,3 +367,138 @@ def test_resize_options_are_checked(stores, tmp_path):
         with pytest.raises(ShardInputError):
             pack([stores[1]], tmp_path / "x", split="train=1", size=size, resize=mode, progress=False)
     assert not (tmp_path / "x").exists()
+    from synthgen.cli import main
+
+    assert main(["shard", str(stores[1]), "--out", str(tmp_path / "c"), "--split", "train=1", "--size", "20x16",
+                 "--resize", "pad", "--no-progress"]) == 0
+    m = json.loads((tmp_path / "c" / "_meta" / "manifest.json").read_text())
+    assert m["options"]["encode"]["resize"] == {"width": 20, "height": 16, "mode": "pad"}
+    assert "--size 20x16 --resize pad" in m["command"]
+
+
+# ----------------------------------------------------------------------------- item 6: exports
+
+def test_diode_export_reads_back_exactly_with_synthgen_ingest(stores, tmp_path):
+    from synthgen.colour import rgb_to_8bit
+    from synthgen.export import export
+    from synthgen.ingest import ingest
+    from synthgen.ingest.options import IngestOptions, Thresholds
+    from synthgen.store import list_keys
+
+    syn, real = stores
+    out = tmp_path / "diode"
+    doc = export(real, out, "diode", progress=False)
+    assert doc["samples"] == 6 and (out / "ATTRIBUTION.md").read_text().count("CC BY 4.0") >= 1
+    # portraits: the Keras example's log-depth floor (1.105 m) would flatten them
+    assert doc["warnings"] and "1.105 m" in doc["warnings"][0] and "keras" in doc["warnings"][0].lower()
+    # Keras-style listing (os.walk, sorted, filtered by suffix) pairs image, depth and mask
+    files = sorted(str(p) for p in out.rglob("*") if p.is_file() and "_meta" not in p.parts)
+    img = [f for f in files if f.endswith(".png")]
+    dep = [f for f in files if f.endswith("_depth.npy")]
+    msk = [f for f in files if f.endswith("_depth_mask.npy")]
+    assert len(img) == len(dep) == len(msk) == 6
+    assert all(a[:-4] == b[:-len("_depth.npy")] == c[:-len("_depth_mask.npy")] for a, b, c in zip(img, dep, msk))
+    assert np.load(dep[0]).shape[-1] == 1 and np.load(dep[0]).dtype == np.float32
+    # synthgen ingest --format diode reads each exported sample back exactly (intrinsics.json per folder:
+    # ingest takes intrinsics from the source root, so each sample folder is one source)
+    opts = IngestOptions(format="diode", segment=False, thresholds=Thresholds(max_holes=1.0))
+    for entry in doc["samples_listing"][:2]:
+        st = tmp_path / "back" / entry["key"]
+        rep = ingest(out / entry["folder"], st, opts, progress=False)
+        (k,) = list_keys(st)
+        got, ref = read_sample(st, k), read_sample(real, entry["key"])
+        np.testing.assert_array_equal(got.depth, ref.depth)
+        np.testing.assert_array_equal(got.K, ref.K)
+        np.testing.assert_array_equal(rgb_to_8bit(got.rgb), rgb_to_8bit(ref.rgb))
+        assert got.record["source"] == "real", rep
+
+
+def test_keras_warning_only_for_near_depth():
+    from synthgen.export import keras_clip_report, keras_warning
+
+    far = np.full((8, 8), 2.5, np.float32)
+    far[0] = 0
+    assert keras_warning([keras_clip_report(far)]) is None
+    near = np.full((8, 8), 0.7, np.float32)
+    r = keras_clip_report(near)
+    assert r["below"] == 1.0 and r["flat"] == 1.0 and keras_warning([r])
+
+
+def test_npz_export_of_shards(stores, tmp_path):
+    from synthgen.export import export
+
+    syn, real = stores
+    shards = tmp_path / "s"
+    pack([syn, real], shards, split="train=0.6,test=0.4", samples_per_shard=5, progress=False)
+    doc = export(shards, tmp_path / "npz", "npz", progress=False)
+    assert doc["samples"] == 15 and not doc["warnings"] and set(doc["by_split"]) == {"train", "test"}
+    src = {p.name[:-5]: st for st in stores for p in st.glob("*.json")}
+    for entry in doc["samples_listing"]:
+        z = np.load(tmp_path / "npz" / entry["file"])
+        ref = read_sample(src[entry["key"]], entry["key"])
+        np.testing.assert_array_equal(z["rgb_linear"], ref.rgb)
+        np.testing.assert_array_equal(z["depth"], ref.depth)
+        np.testing.assert_array_equal(z["mask"], ref.mask)
+        np.testing.assert_array_equal(z["K"], ref.K)
+        assert json.loads(str(z["record"])) == ref.record
+        assert ("camera_to_world" in z.files) == (ref.camera_to_world is not None)
+
+
+def test_export_cli_and_bad_input(stores, tmp_path, capsys):
+    from synthgen.cli import main
+
+    assert main(["export", str(stores[1]), "--to", "npz", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    assert "6 samples" in capsys.readouterr().out
+    assert main(["export", str(stores[1]), "--to", "npz", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert main(["export", str(tmp_path / "nope"), "--to", "diode", "--out", str(tmp_path / "p")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- item 7: friendlier runs
+
+def test_quiet_local_ray_auth_keeps_token_auth(monkeypatch):
+    from synthgen.runtime import quiet_local_ray_auth
+
+    for var in ("RAY_AUTH_MODE", "RAY_ADDRESS"):
+        monkeypatch.delenv(var, raising=False)
+    assert not quiet_local_ray_auth("ray://head:10001") and "RAY_AUTH_MODE" not in os.environ  # remote: untouched
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert not quiet_local_ray_auth(None) and "RAY_AUTH_MODE" not in os.environ
+    monkeypatch.delenv("RAY_ADDRESS")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert not quiet_local_ray_auth(None) and os.environ["RAY_AUTH_MODE"] == "disabled"          # user's choice
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    assert quiet_local_ray_auth(None) and os.environ["RAY_AUTH_MODE"] == "token"
+
+
+def test_embedded_cluster_starts_without_the_auth_warning_and_with_token_auth(ray_run):
+    res, stderr = ray_run   # the embedded cluster of the Ray Data test, started without RAY_AUTH_MODE
+    assert res["token_auth"] is True
+    assert "Token authentication is" not in stderr, stderr[-2000:]
+
+
+def test_dry_run_estimate_from_a_measured_store_and_builtin(tmp_path):
+    from synthgen.runtime import CURVES, estimate_render, format_estimate
+
+    def ratio(c, x, x0):
+        return (CURVES[c][0] + CURVES[c][1] * x) / (CURVES[c][0] + CURVES[c][1] * x0)
+
+    ref = tmp_path / "ref"
+    (ref / "_meta").mkdir(parents=True)
+    write_sample(ref, "a_s0_000000", *arrays("a", 32, 32), synthetic_record("cesium_man", 0, 32, 32, 30.0))
+    (ref / "_meta" / "run.json").write_text(json.dumps({
+        "written": 4, "wall_s": 20.0, "workers": 2, "threads_per_worker": 1,
+        "timings": {"setup_s": 4.0, "render_s": 16.0, "write_s": 4.0}}))
+    (ref / "_meta" / "store.json").write_text(json.dumps({"config": {"render": {"width": 32, "height": 32,
+                                                                                  "samples": 4}}}))
+    cfg = {"num_samples": 100, "render": {"width": 64, "height": 64, "samples": 8, "threads_per_worker": 1}}
+    est = estimate_render(cfg, tmp_path / "new_out", references=[ref], cpus=4)
+    # per sample: setup 1 + render 4 and write 1 scaled by the curves; 4 workers; startup 20 - 24/2 = 8
+    per = 1 + 4 * ratio("render", 64 * 64 * 8, 32 * 32 * 4) + 1 * ratio("write", 64 * 64, 32 * 32)
+    assert est["workers"] == 4 and est["per_sample_s"] == pytest.approx(per)
+    assert est["seconds"] == pytest.approx(8 + 100 * per / 4)
+    per_sample_bytes = sum(p.stat().st_size for p in ref.glob("a_*"))
+    assert est["bytes"] == pytest.approx(100 * per_sample_bytes * ratio("bytes", 64 * 64, 32 * 32), rel=1e-6)
+    assert str(ref) in est["method"] and "measured" in format_estimate(est)
+    est2 = estimate_render(cfg, None, cpus=2)
+    assert "built-in" in est2["method"] and est2["seconds"] > 0 and "# estimate:" in format_estimate(est2)
