@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -59,11 +60,19 @@ def quiet_local_ray_auth(address: str | None = None) -> bool:
     ``RAY_ADDRESS``, mode unset), which keeps Ray's default token authentication but without its
     start-up warning. Returns True when it set the variable; changes nothing when a cluster is
     joined or the user chose a mode. The variable stays set for this process (as Ray's own default
-    would), so Ray's worker processes see the same mode.
+    would), so Ray's worker processes see the same mode. Works whether or not ``ray`` is imported
+    already (its cached config is refreshed).
     """
     if address or os.environ.get("RAY_ADDRESS") or os.environ.get(AUTH_ENV) is not None:
         return False
     os.environ[AUTH_ENV] = "token"
+    if "ray._raylet" in sys.modules:
+        # Ray caches its config (auth mode included) when imported: refresh it the way Ray does when it
+        # enables token auth itself (authentication_token_setup._enable_token_auth), or this process
+        # would still talk to the new cluster without a token and the cluster would refuse it
+        from ray._raylet import Config
+
+        Config.initialize("")
     return True
 
 

@@ -195,6 +195,7 @@ def test_wids_lists_resolve_from_meta(train_shards):
 RAY_SCRIPT = """
 import hashlib, json, sys
 import numpy as np
+import ray                                    # imported first, as synthgen's render driver does
 from synthgen.runtime import quiet_local_ray_auth
 quiet_local_ray_auth(None)                    # before ray.init: the embedded cluster keeps token auth, quietly
 from synthgen.raycluster import init_ray

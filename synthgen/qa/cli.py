@@ -116,7 +116,8 @@ def print_summary(doc: dict[str, Any], out: Path, stream=sys.stdout) -> None:
         if card:
             lic: dict[str, int] = {}
             for a in card["assets"]:
-                lic[str(a.get("licence"))] = lic.get(str(a.get("licence")), 0) + 1
+                name = "UNKNOWN" if a.get("licence") in (None, "unknown") else str(a.get("hf_licence") or a["licence"])
+                lic[name] = lic.get(name, 0) + 1
             print(f"  {i['path']}: card {card['card'] or '(none)'}; {len(card['assets'])} asset(s)"
                   + (": " + ", ".join(f"{k} x{v}" for k, v in sorted(lic.items())) if lic else ""), file=stream)
     for r in doc["results"]:
