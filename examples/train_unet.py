@@ -84,7 +84,8 @@ def loss_fn(pred_depth, mask_logits, depth, mask):
 
 
 def shard_urls(root: Path, split: str) -> list[str]:
-    manifest = json.loads((root / "manifest.json").read_text())
+    mp = root / "_meta" / "manifest.json"   # synthgen.shards/2; format 1 kept it at the top level
+    manifest = json.loads((mp if mp.exists() else root / "manifest.json").read_text())
     urls = [str(root / e["file"]) for e in manifest["shards"] if e["split"] == split]
     if not urls:
         sys.exit(f"{root}: no shards for split {split!r} (splits: {', '.join(manifest['splits'])})")

@@ -534,9 +534,9 @@ def test_unsafe_tar_members_fail_qa_as_they_fail_shard_verify(tmp_path, synth_st
         link = tarfile.TarInfo("link_0.rgb.exr")
         link.type, link.linkname = tarfile.SYMTYPE, "../../outside.rgb.exr"
         tf.addfile(link)
-    man = json.loads((shards / "manifest.json").read_text())
+    man = json.loads((shards / "_meta" / "manifest.json").read_text())
     man["shards"][0].update(bytes=tar.stat().st_size, sha256=sha256_file(tar))
-    (shards / "manifest.json").write_text(json.dumps(man))
+    (shards / "_meta" / "manifest.json").write_text(json.dumps(man))
     expected = ["member ../x.json: unsafe name (absolute or with a '..' component)",
                 "member /abs/y.json: unsafe name (absolute or with a '..' component)",
                 "member link_0.rgb.exr: not a regular file"]

@@ -100,14 +100,14 @@ def test_manifest_and_wids_lists(stores, packed):
     assert [i["path"] for i in m["inputs"]] == [str(Path(s).resolve()) for s in stores]
     assert m["command"].startswith("synthgen shard ") and "--seed 3" in m["command"]
     for split, st in m["splits"].items():
-        wl = json.loads((out / f"{split}.wids.json").read_text())
+        wl = json.loads((out / "_meta" / f"{split}.wids.json").read_text())
         assert wl["__kind__"] == "wids-shard-index-v1" and wl["wids_version"] == 1
         shards = [e for e in m["shards"] if e["split"] == split]
-        assert [x["url"] for x in wl["shardlist"]] == [e["file"] for e in shards]
+        assert [x["url"] for x in wl["shardlist"]] == ["../" + e["file"] for e in shards]
         assert sum(x["nsamples"] for x in wl["shardlist"]) == st["samples"]
         assert sum(sum(v.values()) for v in st["subjects"].values()) == st["samples"]
         assert st["by_source"]["synthetic"] + st["by_source"]["real"] == st["samples"]
-    lines = (out / "samples.jsonl").read_text().splitlines()
+    lines = (out / "_meta" / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 28
     row = json.loads(lines[0])
     assert {"key", "split", "shard", "store", "source", "subject_id", "record_sha256", "record"} <= set(row)
@@ -193,7 +193,7 @@ def test_verify_names_damaged_sample_and_missing_manifest(packed, tmp_path, caps
     (out / e["file"]).write_bytes(bytes(data))
     probs = verify(out, progress=False)["bad"][e["file"]]
     assert any(ti.name.split(".")[0] in r and "depth.exr" in r for r in probs), probs
-    (out / "manifest.json").unlink()
+    (out / "_meta" / "manifest.json").unlink()
     assert main(["shard", "verify", str(out), "--no-progress"]) == 2
     assert "no manifest" in capsys.readouterr().err
 
@@ -212,7 +212,7 @@ def test_interrupt_and_resume(stores, packed, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         _pack(stores, out, on_shard=stop_after_two)
-    assert not (out / "manifest.json").exists()
+    assert not (out / "_meta" / "manifest.json").exists()
     assert sorted(p.name for p in out.glob("*.tar")) == sorted(seen)
     assert (out / PROGRESS).exists()
     before = {n: (out / n).stat() for n in seen}
@@ -370,7 +370,7 @@ def test_bad_member_content_aborts_shard_without_partial_file(stores, tmp_path, 
     assert code == 2
     assert "syn_s7_000005" in err and "sha256" in err
     out = tmp_path / "out"
-    assert not list(out.glob(".tmp-*")) and not (out / "manifest.json").exists()
+    assert not list(out.glob(".tmp-*")) and not (out / "_meta" / "manifest.json").exists()
     entries = [json.loads(x) for x in (out / PROGRESS).read_text().splitlines()[1:]]
     assert sorted(p.name for p in out.glob("*.tar")) == sorted(e["file"] for e in entries)
     # --no-check-inputs packs it anyway (the user asked for speed over checking)
@@ -398,10 +398,10 @@ def test_output_folder_with_a_different_dataset(stores, packed, tmp_path, capsys
     out0, _ = packed
     out = tmp_path / "ds"
     shutil.copytree(out0, out)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     code, err = _run(capsys, *stores, "--out", out, "--split", SPLIT, "--seed", "4", "--samples-per-shard", "5")
     assert code == 2 and "different dataset" in err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     other = tmp_path / "holiday_photos"
     other.mkdir()
     (other / "beach.jpg").write_bytes(b"\xff\xd8")

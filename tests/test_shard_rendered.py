@@ -26,7 +26,7 @@ def test_shard_rendered_store_via_cli(smoke_store, tmp_path, encode):
     assert "samples in" in res.stdout
     res = run_cli("shard", "verify", str(out), "--no-progress")
     assert res.returncode == 0 and res.stdout.startswith("OK:"), res.stdout + res.stderr
-    m = json.loads((out / "manifest.json").read_text())
+    m = json.loads((out / "_meta" / "manifest.json").read_text())
     urls = [str(out / e["file"]) for e in m["shards"]]
     got = {s["__key__"]: s for s in wds.WebDataset(urls, shardshuffle=False).decode(decode)}
     assert sorted(got) == list_keys(smoke_store)

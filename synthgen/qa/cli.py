@@ -111,6 +111,15 @@ def print_summary(doc: dict[str, Any], out: Path, stream=sys.stdout) -> None:
     print(f"QA: {st['samples']} samples ({src}); splits: {spl}", file=stream)
     if s["input_problem_count"]:
         print(f"  {s['input_problem_count']} input problem(s), first: {s['input_problems'][0]}", file=stream)
+    for i in s.get("inputs", []):
+        card = i.get("dataset_card")
+        if card:
+            lic: dict[str, int] = {}
+            for a in card["assets"]:
+                name = "UNKNOWN" if a.get("licence") in (None, "unknown") else str(a.get("hf_licence") or a["licence"])
+                lic[name] = lic.get(name, 0) + 1
+            print(f"  {i['path']}: card {card['card'] or '(none)'}; {len(card['assets'])} asset(s)"
+                  + (": " + ", ".join(f"{k} x{v}" for k, v in sorted(lic.items())) if lic else ""), file=stream)
     for r in doc["results"]:
         g = r["expectation_config"]["meta"]["gate"]
         if r.get("skipped"):

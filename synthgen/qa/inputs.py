@@ -7,7 +7,11 @@ Inputs (see ``synthgen/contract.py`` for the sample format):
   else the ``SPLIT=`` prefix given on the command line (which overrides both), else ``"-"``
   (unsplit).
 - **shard folder**: a folder of WebDataset tars named ``{split}-{shard:06d}.tar`` (and usually a
-  ``manifest.json``). The split is the ``{split}`` prefix of the tar's file name.
+  ``_meta/manifest.json``, or ``manifest.json`` at the top in format 1). The split is the ``{split}``
+  prefix of the tar's file name.
+
+Both may carry a dataset card (``README.md``; ``_meta/README.md`` in shard folders) and an asset list
+with licences (``_meta/assets.json``; the shard manifest's ``assets``), shown in the report.
 
 Reading their samples one at a time is :mod:`synthgen.qa.reader`'s; problems with the inputs
 themselves (not with one sample) are collected in :class:`InputProblems`.
@@ -24,6 +28,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import QAInputError as InputError  # noqa: F401 (re-exported)
+from ..card import read_card_assets
+from ..shard.layout import MANIFEST, find_manifest
 from ..store import META_DIR, list_store
 from .samples import KNOWN_EXTS
 
@@ -85,7 +91,7 @@ def parse_input(arg: str) -> InputSpec:
         if tars:
             log.warning("%s: holds both sample files and tars; reading it as a store (tars ignored)", path)
         return InputSpec(path, split, "store")
-    if (path / "manifest.json").exists():
+    if find_manifest(path) is not None:
         return InputSpec(path, split, "shards")
     raise InputError(f"{path}: neither a sample store (KEY.rgb.exr, KEY.json, ...) nor a shard folder "
                      "({split}-{shard:06d}.tar)")
@@ -95,8 +101,8 @@ def count_samples(spec: InputSpec) -> int | None:
     """Number of sample groups in a store (cheap: one listing), or the manifest total for shards."""
     if spec.kind == "store":
         return sum(any(e in KNOWN_EXTS for e in exts) for exts in list_store(spec.path).members.values())
-    man = spec.path / "manifest.json"
-    if man.exists():
+    man = find_manifest(spec.path)
+    if man is not None:
         try:
             shards = json.loads(man.read_text("utf-8")).get("shards", [])
             return int(sum(int(s.get("samples", s.get("count", 0))) for s in shards)) or None
@@ -135,7 +141,7 @@ def read_meta(spec: InputSpec, problems: InputProblems) -> dict[str, Any]:
         n_entries += _count_reasons(docs, reasons)
     manifest = None
     if spec.kind == "shards":
-        mp = spec.path / "manifest.json"
+        mp = find_manifest(spec.path) or spec.path / MANIFEST
         if mp.exists():
             try:
                 man = json.loads(mp.read_text("utf-8"))
@@ -153,7 +159,8 @@ def read_meta(spec: InputSpec, problems: InputProblems) -> dict[str, Any]:
                 problems.error(f"{mp}: unreadable manifest ({exc})")
         else:
             problems.note(f"{spec.path}: no manifest.json in shard folder")
-    return {"quarantine_entries": n_entries, "quarantine": reasons, "manifest": manifest}
+    return {"quarantine_entries": n_entries, "quarantine": reasons, "manifest": manifest,
+            "dataset_card": read_card_assets(spec.path)}
 
 
 def _reason_text(r: Any) -> str:

@@ -17,6 +17,7 @@ import tarfile
 from pathlib import Path
 from typing import Iterator
 
+from ..card import CARD_NAME
 from ..contract import KEY_RE
 from ..errors import ConfigError
 from ..shard.tarformat import member_problem
@@ -45,7 +46,8 @@ def iter_store(spec: InputSpec, ignored: list[str]) -> Iterator[RawSample]:
     listing = list_store(path)
     ignored += [str(path / n) for n in listing.other]
     for key, exts in listing.members.items():
-        ignored += [str(path / f"{key}.{e}") for e in exts if not is_member_ext(e)]
+        ignored += [str(path / f"{key}.{e}") for e in exts if not is_member_ext(e)
+                    and f"{key}.{e}" != CARD_NAME]  # the dataset card is reported with the inputs
         members = {}
         for e in (e for e in exts if is_member_ext(e)):
             with open(path / f"{key}.{e}", "rb") as fh:

@@ -107,6 +107,8 @@ def _read_record(d: Decoded, where: str, present: dict[str, str]) -> None:
     mem = d.raw.members
     try:
         rec = json.loads(mem["json"])
+        if isinstance(rec, str):  # train shards (format 2) pack the record as a JSON string
+            rec = json.loads(rec)
         if not isinstance(rec, dict):
             raise ValueError("not a JSON object")
         d.record = rec

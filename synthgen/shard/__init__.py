@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from ..errors import ShardInputError
 from .cli import add_parser
-from .codec import decode, decode_member, decode_sample, encode_options, member_names
+from .codec import decode, decode_member, decode_sample, encode_options, load_record, member_names
 from .manifest import FORMAT, MANIFEST, SAMPLES_INDEX
 from .options import DEFAULT_SHARD_SIZE, DEFAULT_SPLIT
 from .pack import pack
 from .resume import PROGRESS
 from .verify import verify, verify_shard
 
-__all__ = ["pack", "verify", "verify_shard", "decode", "decode_sample", "decode_member", "encode_options",
+__all__ = ["pack", "verify", "verify_shard", "decode", "decode_sample", "decode_member", "load_record", "encode_options",
            "member_names", "ShardInputError", "FORMAT", "MANIFEST", "PROGRESS", "SAMPLES_INDEX",
            "DEFAULT_SPLIT", "DEFAULT_SHARD_SIZE", "add_parser"]

@@ -49,7 +49,8 @@ def cmd_shard(args: argparse.Namespace) -> int:
         manifest = pack(args.stores, args.out, split=args.split, mix=args.mix, seed=args.seed, encode=enc,
                         shard_size=args.shard_size, samples_per_shard=args.samples_per_shard,
                         check_inputs=not args.no_check_inputs, engine="ray" if args.ray else "local",
-                        ray_address=args.address, progress=not args.no_progress)
+                        ray_address=args.address, progress=not args.no_progress, size=args.size,
+                        resize=args.resize)
     except ShardInputError as exc:
         for p in exc.problems:
             print(f"synthgen shard: error: {p}", file=sys.stderr)
@@ -90,6 +91,7 @@ def add_parser(sub) -> None:
                "  synthgen shard out/render --out data/small --samples-per-shard 256 --split train=0.8,val=0.2\n"
                "  synthgen shard out/render --out data/train8 --encode train --exposure 0.5 --tone reinhard\n"
                "  synthgen shard out/render --out data/v1 --mix synthetic=0.7,real=0.3 --mix test:real=1\n"
+               "  synthgen shard out/render out/ingest --out data/256 --encode train --size 256x256 --resize crop\n"
                "  synthgen shard verify data/v1\n"
                "rerun an interrupted command unchanged to resume it.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,6 +112,12 @@ def add_parser(sub) -> None:
                    help="--encode train: depth as 16-bit millimetre PNG (default) or the float EXR")
     p.add_argument("--exposure", type=float, default=0.0, metavar="EV", help="--encode train: exposure in stops (default 0)")
     p.add_argument("--tone", choices=("clip", "reinhard"), default="clip", help="--encode train: tone curve (default clip)")
+    p.add_argument("--size", metavar="WxH",
+                   help="write every sample at WxH pixels; K follows exactly, the record gets a 'transform' "
+                        "(RGB Lanczos on linear values, depth nearest, mask area average)")
+    p.add_argument("--resize", choices=("fit", "crop", "pad"),
+                   help="with --size: fit = stretch each axis, crop = cover and centre-crop (default), "
+                        "pad = contain and centre-pad with invalid pixels")
     p.add_argument("--no-check-inputs", action="store_true", help="skip the sha256 check of members against records")
     p.add_argument("--ray", action="store_true", help="write shards as Ray Data tasks (one per shard)")
     p.add_argument("--address", help="with --ray: Ray cluster address to join (default: start a local one)")

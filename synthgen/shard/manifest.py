@@ -1,11 +1,13 @@
-"""The index files of a shard folder: ``manifest.json``, ``samples.jsonl`` and ``{split}.wids.json``.
+"""The index files of a shard folder, all under ``_meta/`` (:mod:`.layout`): ``manifest.json``,
+``samples.jsonl``, ``{split}.wids.json`` and the dataset card ``README.md``.
 
-``manifest.json`` (:data:`MANIFEST`, written last: its presence means the run finished) holds the
+``_meta/manifest.json`` (:data:`MANIFEST`, written last: its presence means the run finished) holds the
 format (:data:`FORMAT`), the options and their fingerprint, the members, every shard's entry
 (file, split, count, bytes, sha256, keys), totals per split and source, per-subject counts, mix
-targets and achieved ratios, the input stores and the equivalent command line (see docs/shard.md).
-``samples.jsonl`` (:data:`SAMPLES_INDEX`) has one line per packed sample with its full record; the
-wids lists follow ``wids-shard-index-v1``.
+targets and achieved ratios, the input stores, the equivalent command line and the list of assets
+(scans, HDRIs, MakeHuman parts, capture sources) the packed samples use, with their licences (see
+docs/shard.md). ``_meta/samples.jsonl`` (:data:`SAMPLES_INDEX`) has one line per packed sample with
+its full record; the wids lists follow ``wids-shard-index-v1`` (urls relative to the list).
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ from typing import Any
 
 from .. import __version__
 from ..atomic import atomic_path, write_json_atomic
+from ..card import AssetCollector, shard_card
 from ..contract import member_path
 from ..errors import ConfigError, ShardInputError
 from ..store import read_store_meta
 from .codec import member_names
+from .layout import CARD, MANIFEST, META, SAMPLES_INDEX, wids_relpath, wids_url  # noqa: F401 (re-exported)
 from .options import SOURCES
 from .plan import Plan
 
-FORMAT = "synthgen.shards/1"
-MANIFEST = "manifest.json"
-SAMPLES_INDEX = "samples.jsonl"
+FORMAT = "synthgen.shards/2"
+"""Format 2: index files under ``_meta/``; ``--encode train`` records packed as a JSON string."""
+FORMATS = ("synthgen.shards/1", FORMAT)
 
 
 def _stats(plan: Plan, entries: dict[str, dict]) -> tuple[dict, dict]:
@@ -51,7 +55,7 @@ def _stats(plan: Plan, entries: dict[str, dict]) -> tuple[dict, dict]:
             "by_source": {s: by_src[s] for s in SOURCES},
             "subjects": {k: {s: v[s] for s in SOURCES if v[s]} for k, v in sorted(subjects.items())},
             "mix": {"target": plan.mix.get(split), "achieved": achieved},
-            "wids": f"{split}.wids.json",
+            "wids": wids_relpath(split),
         }
         total_by_src.update(by_src)
         total_bytes += nbytes
@@ -65,9 +69,11 @@ def _stats(plan: Plan, entries: dict[str, dict]) -> tuple[dict, dict]:
     return splits, totals
 
 
-def write_samples_index(out: Path, plan: Plan) -> str:
-    """Write samples.jsonl (streamed, atomic); return its sha256."""
+def write_samples_index(out: Path, plan: Plan, assets: AssetCollector | None = None) -> str:
+    """Write ``_meta/samples.jsonl`` (streamed, atomic); return its sha256. Each record's assets go
+    to ``assets`` (scans, HDRIs, MakeHuman parts, capture sources, with licences)."""
     h = hashlib.sha256()
+    (out / META).mkdir(exist_ok=True)
     with atomic_path(out / SAMPLES_INDEX) as tmp, open(tmp, "wb") as fh:
         for sh in plan.shards:
             for it in sh.items:
@@ -75,9 +81,12 @@ def write_samples_index(out: Path, plan: Plan) -> str:
                 raw = member_path(store, it.key, "json").read_bytes()
                 if hashlib.sha256(raw).hexdigest() != it.record_sha256:
                     raise ShardInputError(f"sample {it.key} in {store}: record changed during the run")
+                rec = json.loads(raw)
+                if assets is not None:
+                    assets.add(rec, store, sh.split)
                 line = (json.dumps({"key": it.key, "split": sh.split, "shard": sh.name, "store": store,
                                     "source": it.source, "subject_id": it.subject,
-                                    "record_sha256": it.record_sha256, "record": json.loads(raw)},
+                                    "record_sha256": it.record_sha256, "record": rec},
                                    sort_keys=True) + "\n").encode("utf-8")
                 h.update(line)
                 fh.write(line)
@@ -107,6 +116,8 @@ def canonical_command(stores, out, options: dict, check_inputs: bool, engine: st
     if enc["name"] == "train":
         args += ["--rgb-format", enc["rgb"], "--depth-format", enc["depth"], "--exposure", f"{enc['exposure_ev']:g}",
                  "--tone", enc["tone"]]
+    if enc.get("resize"):
+        args += ["--size", f"{enc['resize']['width']}x{enc['resize']['height']}", "--resize", enc["resize"]["mode"]]
     if not check_inputs:
         args.append("--no-check-inputs")
     if engine == "ray":
@@ -116,7 +127,8 @@ def canonical_command(stores, out, options: dict, check_inputs: bool, engine: st
 
 def write_index_files(out: Path, plan: Plan, entries: dict[str, dict], options: dict[str, Any], fp: str,
                       command: str) -> dict[str, Any]:
-    """Write ``samples.jsonl``, the wids shard list of every split and, last, ``manifest.json``.
+    """Write ``_meta/samples.jsonl``, the wids shard list of every split, the dataset card
+    ``_meta/README.md`` and, last, ``_meta/manifest.json``.
 
     Args:
         out: the shard folder.
@@ -132,12 +144,13 @@ def write_index_files(out: Path, plan: Plan, entries: dict[str, dict], options: 
     Raises:
         ShardInputError: a record changed during the run.
     """
-    samples_sha = write_samples_index(out, plan)
+    collector = AssetCollector()
+    samples_sha = write_samples_index(out, plan, collector)
     for split in plan.by_split:
         wids = {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": split,
-                "shardlist": [{"url": s.name, "nsamples": entries[s.name]["count"],
+                "shardlist": [{"url": wids_url(s.name), "nsamples": entries[s.name]["count"],
                                "filesize": entries[s.name]["bytes"]} for s in plan.shards if s.split == split]}
-        write_json_atomic(out / f"{split}.wids.json", wids)
+        write_json_atomic(out / wids_relpath(split), wids)
     split_stats, totals = _stats(plan, entries)
     packed = Counter(it.store for sh in plan.shards for it in sh.items)
     manifest = {
@@ -158,6 +171,10 @@ def write_index_files(out: Path, plan: Plan, entries: dict[str, dict], options: 
         "shards": [entries[s.name] for s in plan.shards],
         "excluded": plan.excluded,
         "skipped": plan.skipped,
+        "assets": collector.result(),
+        "config_hashes": dict(sorted(collector.config_hashes.items())),
     }
+    with atomic_path(out / CARD) as tmp:
+        tmp.write_text(shard_card(manifest, name=out.name), "utf-8")
     write_json_atomic(out / MANIFEST, manifest)
     return manifest

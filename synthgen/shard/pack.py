@@ -37,6 +37,7 @@ from .codec import encode_options
 from .manifest import FORMAT, canonical_command, write_index_files
 from .options import DEFAULT_SHARD_SIZE, DEFAULT_SPLIT, parse_mix, parse_size, parse_splits
 from .plan import ShardPlan, fingerprint, make_plan
+from .resize import resize_options
 from .resume import PROGRESS, append_progress, prepare_out
 from .write import write_shard
 
@@ -47,7 +48,8 @@ def pack(stores: list[str | os.PathLike], out: str | os.PathLike, *, split: str 
          mix: list[str] | None = None, seed: int = 0, encode: dict[str, Any] | str = "exr",
          shard_size: int | str | None = None, samples_per_shard: int | None = None, check_inputs: bool = True,
          engine: str = "local", ray_address: str | None = None, progress: bool = True,
-         command: str | None = None, on_shard: Callable[[dict], None] | None = None) -> dict[str, Any]:
+         command: str | None = None, on_shard: Callable[[dict], None] | None = None,
+         size: str | tuple[int, int] | None = None, resize: str | None = None) -> dict[str, Any]:
     """Pack sample stores into WebDataset shards in ``out``; returns the manifest dict.
 
     Args:
@@ -67,6 +69,10 @@ def pack(stores: list[str | os.PathLike], out: str | os.PathLike, *, split: str 
         progress: show tqdm progress bars.
         command: command line to record (default: the equivalent ``synthgen shard`` command).
         on_shard: called with each shard's manifest entry once it is renamed into place.
+        size: ``"WxH"`` or ``(W, H)``: write every sample at this size (:mod:`.resize`; K follows
+            exactly and each record gets a ``transform`` section).
+        resize: ``"fit"`` (stretch), ``"crop"`` (cover, centre crop; default) or ``"pad"`` (contain,
+            centre pad) with ``size``.
 
     Raises:
         ShardInputError: bad stores or samples, a split or mix that cannot be satisfied, bad options,
@@ -76,7 +82,7 @@ def pack(stores: list[str | os.PathLike], out: str | os.PathLike, *, split: str 
     """
     stores = [str(Path(s).resolve()) for s in stores]
     out = Path(out).resolve()
-    options = _options(split, mix, seed, encode, shard_size, samples_per_shard, engine)
+    options = _options(split, mix, seed, encode, shard_size, samples_per_shard, engine, size, resize)
     encode = options["encode"]
     plan = make_plan(stores, options["splits"], options["mix"], options["seed"], encode, options["shard_bytes"],
                      samples_per_shard, progress)
@@ -107,7 +113,8 @@ def pack(stores: list[str | os.PathLike], out: str | os.PathLike, *, split: str 
 
 
 def _options(split: str | dict[str, float], mix: list[str] | None, seed: int, encode: dict[str, Any] | str,
-             shard_size: int | str | None, samples_per_shard: int | None, engine: str) -> dict[str, Any]:
+             shard_size: int | str | None, samples_per_shard: int | None, engine: str,
+             size: str | tuple[int, int] | None = None, resize: str | None = None) -> dict[str, Any]:
     """The run's canonical options (recorded in the manifest and part of the fingerprint).
 
     Raises:
@@ -119,6 +126,9 @@ def _options(split: str | dict[str, float], mix: list[str] | None, seed: int, en
         if encode not in ("exr", "train"):
             raise ShardInputError(f"--encode {encode!r}: expected exr or train")
         encode = encode_options(encode)
+    rs = resize_options(size, resize)
+    if rs is not None:
+        encode = {**encode, "resize": rs}
     if samples_per_shard is not None and shard_size is not None:
         raise ShardInputError("give either --shard-size or --samples-per-shard, not both")
     if samples_per_shard is not None and samples_per_shard < 1:

@@ -168,10 +168,20 @@ def shuffle(items: list[Item], seed: int, split: str) -> list[Item]:
 # ----------------------------------------------------------------------------- shard cutting
 
 def sample_tar_bytes(it: Item, encode: dict[str, Any]) -> int:
-    """Bytes a sample takes in a shard. Exact for ``exr``; for ``train`` an upper-bound estimate
-    from the uncompressed encoded pixels (8-bit RGB, 16-bit depth or the source EXR, 8-bit mask).
-    Optional extra members are packed as they are in both encodings."""
+    """Bytes a sample takes in a shard. Exact for ``exr``; for ``train`` and for resized samples an
+    upper-bound estimate from the uncompressed encoded pixels (8-bit RGB, 16-bit depth or the source
+    EXR, 8-bit mask; resized EXR: half RGB, float depth, half mask). Optional extra members are
+    packed as they are in both encodings (resampled with a resize)."""
     extras = sum(tar_member_bytes(e[1]) for e in it.extras)
+    rs = encode.get("resize")
+    if rs:  # resized: an upper bound from the target size (uncompressed pixels)
+        px = rs["width"] * rs["height"]
+        extras = sum(tar_member_bytes(4 * px + 2048) for _ in it.extras)
+        if encode["name"] == "exr":
+            return sum(tar_member_bytes(s) for s in (6 * px + 2048, 4 * px + 2048, 2 * px + 2048,
+                                                      it.sizes[3] + 4096)) + extras
+        depth = 2 * px + 1024 if encode.get("depth") == "png16" else 4 * px + 2048
+        return sum(tar_member_bytes(s) for s in (3 * px + 1024, depth, px + 1024, it.sizes[3] + 4096)) + extras
     if encode["name"] == "exr":
         return sum(tar_member_bytes(s) for s in it.sizes) + extras
     px = it.width * it.height

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..atomic import TMP_PREFIX, atomic_path
 from ..errors import ShardInputError
+from .layout import legacy_manifest
 from .manifest import FORMAT, MANIFEST
 
 log = logging.getLogger("synthgen.shard")
@@ -61,6 +62,10 @@ def prepare_out(out: Path, fp: str) -> dict[str, dict]:
         raise ShardInputError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     done: dict[str, dict] = {}
+    old = legacy_manifest(out)
+    if old is not None:
+        raise ShardInputError(f"--out {out}: holds a shard folder of format 1 ({old.name} at the top level, "
+                              "written by an older synthgen); choose another --out or delete that folder")
     manifest = out / MANIFEST
     progress = out / PROGRESS
     if manifest.exists():

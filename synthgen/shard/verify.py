@@ -14,6 +14,8 @@ from typing import Any
 from tqdm import tqdm
 
 from ..errors import ShardInputError
+from .codec import load_record
+from .layout import CARD, META, find_manifest
 from .manifest import MANIFEST
 from .plan import keys_digest
 from .tarformat import member_problem
@@ -93,8 +95,8 @@ def _samples(tar: tarfile.TarFile, keys: list[str], problems: list[str]):
         f = tar.extractfile(ti)
         if ext == "json":
             try:
-                cur[ext] = json.loads(f.read())
-            except ValueError:
+                cur[ext] = load_record(f.read())
+            except (ValueError, TypeError):
                 problems.append(f"sample {key}: json member is not valid JSON")
                 cur[ext] = None
         else:
@@ -114,7 +116,9 @@ def _sample_problems(key: str, cur: dict[str, Any], members: list[str], optional
     exr = "rgb.exr" in members
     files = {}
     if isinstance(rec, dict):
-        files = rec.get("files" if exr else "source_files") or {}
+        # exr: the members as packed; train: the optional members, packed unchanged (source_files) or
+        # resampled by --size (then listed under files)
+        files = (rec.get("files") if exr else rec.get("files") or rec.get("source_files")) or {}
         files = files if isinstance(files, dict) else {}
     listed_extra = sorted(m for m in files if m not in ("rgb.exr", "depth.exr", "mask.exr"))
     got = sorted(cur)
@@ -134,7 +138,7 @@ def _sample_problems(key: str, cur: dict[str, Any], members: list[str], optional
 
 
 def verify(out: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
-    """Verify every shard of ``out`` against ``out/manifest.json``.
+    """Verify every shard of ``out`` against ``out/_meta/manifest.json`` (format 1: ``out/manifest.json``).
 
     Returns:
         ``{"ok": bool, "shards": n, "samples": n, "bad": {file: [reasons]}, "warnings": [...]}``.
@@ -143,7 +147,7 @@ def verify(out: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
         ShardInputError: no readable manifest in ``out``.
     """
     out = Path(out)
-    mpath = out / MANIFEST
+    mpath = find_manifest(out) or out / MANIFEST
     try:
         m = json.loads(mpath.read_text("utf-8"))
         shards, members = m["shards"], m["members"]
@@ -159,14 +163,18 @@ def verify(out: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
             bad[e["file"]] = problems
     listed = {e["file"] for e in shards}
     warnings = [f"{p.name}: shard not listed in the manifest" for p in sorted(out.glob("*.tar")) if p.name not in listed]
-    for split in m.get("splits", {}):
-        wp = out / f"{split}.wids.json"
+    for split, st in m.get("splits", {}).items():
+        rel = st.get("wids") if isinstance(st, dict) and st.get("wids") else f"{split}.wids.json"
+        wp = out / rel
         try:
             wl = json.loads(wp.read_text("utf-8"))
-            urls = [s["url"] for s in wl["shardlist"]]
+            # urls are relative to the list (format 2: "../train-000000.tar" from _meta/)
+            urls = [os.path.normpath(os.path.join(os.path.dirname(rel), s["url"])) for s in wl["shardlist"]]
             if urls != [e["file"] for e in shards if e["split"] == split]:
-                bad[wp.name] = ["shard list differs from the manifest"]
+                bad[rel] = ["shard list differs from the manifest"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            bad[wp.name] = [f"missing or unreadable wids shard list ({exc})"]
+            bad[rel] = [f"missing or unreadable wids shard list ({exc})"]
+    if mpath.parent.name == META and not (out / CARD).is_file():
+        warnings.append(f"{CARD}: no dataset card")
     return {"ok": not bad, "shards": len(shards), "samples": sum(e["count"] for e in shards), "bad": bad,
             "warnings": warnings}

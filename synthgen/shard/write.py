@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 from ..atomic import atomic_path
 from ..contract import MEMBERS
 from ..errors import ShardInputError
-from .codec import encode_train, member_names
+from .codec import encode_sample, member_names
 from .plan import ShardPlan, keys_digest
 from .scan import Item
 from .tarformat import _tarinfo, tar_end, tar_header, tar_member  # noqa: F401 (_tarinfo, tar_header re-exported)
@@ -260,7 +260,7 @@ def _emit_sample(pipe: _Pipeline, it: Item, store: str, names: Sequence[str], en
     """
     buf = pipe.pool.get(sum(size for _, size in it.member_sizes()))
     blobs = _read_sample(store, it, buf)
-    if encode["name"] == "exr":
+    if encode["name"] == "exr" and not encode.get("resize"):
         exts = [*names[:3], *(e[0] for e in it.extras), names[3]]
         pipe.emit([p for ext, data in zip(exts, blobs) for p in tar_member(f"{it.key}.{ext}", data)], buf)
         if check_inputs:  # while the helper writes; a mismatch aborts the whole shard
@@ -270,12 +270,11 @@ def _emit_sample(pipe: _Pipeline, it: Item, store: str, names: Sequence[str], en
         _check([hashlib.sha256(b).hexdigest() for b in blobs], it, store)
     raw = [bytes(b) for b in blobs]
     pipe.pool.put(buf)
-    try:
-        members = encode_train(it.key, dict(zip(MEMBERS, raw[:3])), json.loads(raw[-1]), encode)
+    extras = [(e[0], data) for e, data in zip(it.extras, raw[3:-1])]
+    try:  # train encoding and/or resize; extras packed unchanged unless resized
+        members = encode_sample(it.key, dict(zip(MEMBERS, raw[:3])), extras, json.loads(raw[-1]), encode)
     except ValueError as exc:
         raise ShardInputError(f"sample {it.key} in {store}: {exc}") from exc
-    extra = [(e[0], data) for e, data in zip(it.extras, raw[3:-1])]  # packed unchanged
-    members = members[:3] + extra + members[3:]
     pipe.emit([p for ext, data in members for p in tar_member(f"{it.key}.{ext}", data)], None)
 
 
