@@ -103,7 +103,7 @@ def open_store(path: str | os.PathLike) -> Store:
     return _open_store(path)
 
 
-def ingest(source: str | os.PathLike, out: str | os.PathLike, *, format: str = "auto",
+def _api_ingest(source: str | os.PathLike, out: str | os.PathLike, *, format: str = "auto",
            intrinsics: str | os.PathLike | None = None, default_intrinsics: bool = False,
            depth_scale: float | None = None, max_time_diff: float = 0.02, segmentation: bool = True,
            subject_id: str | None = None, workers: int = 1, progress: bool = True,
@@ -169,7 +169,7 @@ def verify_shards(path: str | os.PathLike, progress: bool = True) -> dict[str, A
     return verify(path, progress=progress)
 
 
-def qa(paths: list[str | os.PathLike], out: str | os.PathLike, *, gates: str | os.PathLike | None = None,
+def _api_qa(paths: list[str | os.PathLike], out: str | os.PathLike, *, gates: str | os.PathLike | None = None,
        sample: int = 24, worst: int = 8, seed: int = 0, html: bool = True, progress: bool = True) -> dict[str, Any]:
     """Write a QA report for stores or shard folders into ``out`` (like ``synthgen qa``); returns
     the ``report.json`` document, whose ``success`` says whether every gate passed.
@@ -182,3 +182,10 @@ def qa(paths: list[str | os.PathLike], out: str | os.PathLike, *, gates: str | o
 
     return run_qa([str(p) for p in paths], out, gates_file=None if gates is None else str(gates),
                   sample_n=sample, worst_n=worst, seed=seed, progress=progress, html=html)
+
+
+# ``synthgen.ingest`` and ``synthgen.qa`` are also subpackages: importing e.g. ``synthgen.qa.cli``
+# rebinds the attribute to the package module, which is made callable (synthgen/_callable.py), so
+# ``synthgen.ingest(...)`` and ``synthgen.qa(...)`` work whatever was imported before.
+ingest = _api_ingest
+qa = _api_qa

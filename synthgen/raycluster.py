@@ -29,6 +29,9 @@ def init_ray(address: str | None = None, **kwargs: Any) -> bool:
     if ray.is_initialized():
         return False
     kwargs = {"include_dashboard": False, "logging_level": logging.WARNING, **kwargs}
+    from .runtime import quiet_local_ray_auth
+
+    quiet_local_ray_auth(address)  # embedded cluster: token auth stays on, without Ray's start-up warning
     if not address and not os.environ.get("RAY_ADDRESS"):
         address = "local"
     ray.init(address=address or None, **kwargs)

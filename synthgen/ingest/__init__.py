@@ -19,3 +19,14 @@ def ingest(*args, **kwargs):
 
 
 __all__ = ["ingest", "IngestOptions", "Thresholds", "FrameError", "SourceError"]
+
+
+def _api():
+    from .. import _api_ingest
+
+    return _api_ingest
+
+
+from .._callable import make_callable  # noqa: E402
+
+make_callable(__name__, _api)  # ``synthgen.ingest(...)`` is :func:`synthgen.ingest` even once this package is imported

@@ -346,6 +346,12 @@ def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOption
     write_json_atomic(meta / QUARANTINE_NAME, {"source": report["source"], "format": reader.name,
                                                "quarantined": quarantined})
     write_json_atomic(meta / REPORT_NAME, report)
+    try:  # dataset card (README.md) and _meta/assets.json; informative, never fails the run
+        from ..card import write_store_card
+
+        write_store_card(out)
+    except Exception as exc:
+        log.warning("could not write the dataset card of %s: %s", out, exc)
     return report
 
 

@@ -14,3 +14,14 @@
 from .cli import add_parser, run_qa
 
 __all__ = ["add_parser", "run_qa"]
+
+
+def _api():
+    from .. import _api_qa
+
+    return _api_qa
+
+
+from .._callable import make_callable  # noqa: E402
+
+make_callable(__name__, _api)  # ``synthgen.qa(...)`` is :func:`synthgen.qa` even once this package is imported

@@ -133,6 +133,10 @@ def cmd_render(args: argparse.Namespace) -> int:
                               "plan": pl}, sort_keys=False), end="")
         print(f"# dry run: {pl['num_samples']} samples over {len(pl['samples_per_scan'])} scan(s) "
               f"{pl['samples_per_scan']} and {len(pl['hdris'])} HDRI(s); nothing rendered")
+        from ..runtime import estimate_render, format_estimate
+
+        print(format_estimate(estimate_render(job.config.model_dump(mode="json"), Path(out_dir).resolve(),
+                                              todo=len(todo), workers=args.workers)))
         return 0
     try:
         summary = run_render(job, out_dir, indices=indices, workers=args.workers, address=args.address,

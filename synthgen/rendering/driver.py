@@ -123,10 +123,23 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None =
         write_json_atomic(meta / "run.json", {**summary, "status": "complete", "config_hash": chash,
                                               "finished": time.time()})
         update_quarantine(meta, [], set(keys.values()), set(keys.values()))
+        _write_card(out)
         return summary
     run, wall = _run_on_ray(job, out, todo, workers, address, progress, chash, ledger, prev, summary)
     _finish(job, meta, todo, done_before, run, wall, summary, chash, ledger)
+    _write_card(out)
     return summary
+
+
+def _write_card(out: Path) -> None:
+    """STORE/README.md (dataset card with every asset's licence) and _meta/assets.json; informative,
+    so it never fails the run."""
+    from ..card import write_store_card
+
+    try:
+        write_store_card(out)
+    except Exception as exc:
+        log.warning("could not write the dataset card of %s: %s", out, exc)
 
 
 def _new_summary(threads: int, skipped: int) -> dict[str, Any]:

@@ -118,6 +118,12 @@ class SampleParams(BaseModel):
     def get(self, name: str, default: Any = None) -> Any:
         return getattr(self, name) if name in self.model_fields_set else default
 
+    def __iter__(self):  # like a dict: the keys of the JSON form
+        return iter(self.to_json())
+
+    def keys(self):
+        return self.to_json().keys()
+
 
 def sample_key(job: Job, index: int) -> str:
     """WebDataset key of sample ``index``: ``{name}_s{seed}_{index:06d}`` (no dots)."""

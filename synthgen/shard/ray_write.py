@@ -29,7 +29,6 @@ from ..errors import ShardInputError
 from .plan import ShardPlan
 from .scan import Item
 from ..raycluster import init_ray
-from ..runtime import quiet_local_ray_auth
 
 log = logging.getLogger("synthgen.shard")
 
@@ -84,7 +83,6 @@ def write_shards_ray(shards: list[ShardPlan], out: Path, stores: list[str], enco
     except ImportError as exc:
         raise ShardInputError(f"--ray needs Ray Data (pip install 'ray[data]': pandas, pyarrow): {exc}") from exc
 
-    quiet_local_ray_auth(address)  # embedded cluster: token auth stays on, without Ray's start-up warning
     started = init_ray(address)
     try:
         ctx = ray.data.DataContext.get_current()
