@@ -206,11 +206,11 @@ def test_slurm_scancel_then_resubmit_resumes_without_duplicates(slurm, tmp_path:
     done(job 2) == planned - complete(after job 1), and the two are disjoint; samples complete
     after job 1 are not rewritten (same KEY.json mtime).
     """
-    store, n = tmp_path / "store", 24
+    store, n = tmp_path / "store", 16
     keys = [f"smoke_s7_{i:06d}" for i in range(n)]
     tag1 = uuid.uuid4().hex
     # one worker (--workers is a run-only setting: the same job for both submissions), so the
-    # cancel lands well before the 24 samples are done even on a fast machine
+    # cancel lands well before the 16 samples are done even on a fast machine
     job1 = _sbatch(slurm, store, n, tmp_path, tag1, "--workers", "1")
     log1 = tmp_path / f"slurm-{job1}.log"
     t0 = time.time()
