@@ -25,9 +25,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -122,14 +124,23 @@ def slurm(tmp_path_factory) -> dict[str, str]:
         subprocess.run(["bash", str(SLURM_LOCAL), "down"], capture_output=True, text=True, timeout=120)
 
 
+class Submitted(NamedTuple):
+    job: str
+    port: int  # the job's Ray GCS port
+    ray_tmpdir: Path  # where the script puts the job's Ray temp dir (its default)
+
+
 def _sbatch(env: dict[str, str], store: Path, num_samples: int, log_dir: Path, tag: str,
-            *render_args: str) -> str:
+            *render_args: str) -> Submitted:
     """Submit the shipped sbatch script: #SBATCH defaults and documented variables overridden on
-    the command line, extra arguments passed through to ``synthgen render``. Returns the job id."""
-    job_env = dict(env, SYNTHGEN_VENV=str(VENV), RAY_PORT=str(_free_port()), **{TAG_VAR: tag},
+    the command line, extra arguments passed through to ``synthgen render``."""
+    port = _free_port()
+    job_env = dict(env, SYNTHGEN_VENV=str(VENV), RAY_PORT=str(port), **{TAG_VAR: tag},
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
-    # the script's default: token auth with a fresh token for the job (what users get)
-    job_env.pop("RAY_AUTH_MODE", None)
+    # the script's defaults: token auth with a fresh token for the job (what users get), and a
+    # Ray temp dir of the job's own
+    for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_TMPDIR", "RAY_ADDRESS"):
+        job_env.pop(var, None)
     cpus = min(2, os.cpu_count() or 1)
     cmd = ["sbatch", "--parsable", "--nodes=1", f"--cpus-per-task={cpus}", "--mem=4G",
            f"--output={log_dir}/slurm-%j.log",
@@ -137,7 +148,19 @@ def _sbatch(env: dict[str, str], store: Path, num_samples: int, log_dir: Path, t
            str(SBATCH), *TINY, *render_args]
     res = subprocess.run(cmd, capture_output=True, text=True, env=job_env, cwd=ROOT, timeout=60)
     assert res.returncode == 0, res.stderr
-    return res.stdout.strip().split(";")[0]
+    job = res.stdout.strip().split(";")[0]
+    return Submitted(job, port, Path(job_env.get("TMPDIR", "/tmp")) / f"synthgen-ray-{job}")
+
+
+def _assert_private_ray_address(sub: Submitted) -> None:
+    """The job's `ray start` recorded its address in the job's own Ray temp dir, not in the
+    machine-wide /tmp/ray/ray_current_cluster, where a stale address makes every later plain
+    ``ray.init()`` on the machine (synthgen render without --address, other tests) hang."""
+    own = sub.ray_tmpdir / "ray" / "ray_current_cluster"
+    assert own.read_text().strip().endswith(f":{sub.port}"), own
+    shared = Path("/tmp/ray/ray_current_cluster")
+    assert not (shared.exists() and shared.read_text().strip().endswith(f":{sub.port}"))
+    shutil.rmtree(sub.ray_tmpdir, ignore_errors=True)
 
 
 def _job_info(env: dict[str, str], job: str) -> dict[str, str]:
@@ -179,7 +202,8 @@ def _assert_ray_gone(tag: str, ledger: list[dict], log: str) -> None:
 @pytest.mark.slow
 def test_slurm_sbatch_renders_complete_store(slurm, tmp_path: Path):
     store, tag = tmp_path / "store", uuid.uuid4().hex
-    job = _sbatch(slurm, store, 4, tmp_path, tag)
+    sub = _sbatch(slurm, store, 4, tmp_path, tag)
+    job = sub.job
     info = _wait_job(slurm, job, tmp_path / f"slurm-{job}.log")
     log = _log(tmp_path, job)
     assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", log[-4000:]
@@ -190,6 +214,7 @@ def test_slurm_sbatch_renders_complete_store(slurm, tmp_path: Path):
     ev = _events(store)
     assert sorted(e["key"] for e in ev if e["event"] == "sample_done") == keys
     _assert_ray_gone(tag, ev, log)
+    _assert_private_ray_address(sub)
 
 
 @pytest.mark.slow
@@ -211,7 +236,8 @@ def test_slurm_scancel_then_resubmit_resumes_without_duplicates(slurm, tmp_path:
     tag1 = uuid.uuid4().hex
     # one worker (--workers is a run-only setting: the same job for both submissions), so the
     # cancel lands well before the 16 samples are done even on a fast machine
-    job1 = _sbatch(slurm, store, n, tmp_path, tag1, "--workers", "1")
+    sub1 = _sbatch(slurm, store, n, tmp_path, tag1, "--workers", "1")
+    job1 = sub1.job
     log1 = tmp_path / f"slurm-{job1}.log"
     t0 = time.time()
     while not any(e["event"] == "sample_done" for e in _events(store)):
@@ -227,6 +253,7 @@ def test_slurm_scancel_then_resubmit_resumes_without_duplicates(slurm, tmp_path:
     assert info1["JobState"] == "CANCELLED", text1[-4000:]
     ev1 = _events(store)
     _assert_ray_gone(tag1, ev1, text1)
+    _assert_private_ray_address(sub1)
     # the driver got SIGTERM, stopped its workers and recorded the interrupted run
     (run1,) = _runs(ev1)
     assert run1[-1]["event"] == "run_end" and run1[-1]["status"] == "interrupted", text1[-4000:]
@@ -239,13 +266,15 @@ def test_slurm_scancel_then_resubmit_resumes_without_duplicates(slurm, tmp_path:
     mtimes = {k: (store / f"{k}.json").stat().st_mtime_ns for k in complete1}
 
     tag2 = uuid.uuid4().hex
-    job2 = _sbatch(slurm, store, n, tmp_path, tag2, "--workers", "1")
+    sub2 = _sbatch(slurm, store, n, tmp_path, tag2, "--workers", "1")
+    job2 = sub2.job
     info2 = _wait_job(slurm, job2, tmp_path / f"slurm-{job2}.log")
     text2 = _log(tmp_path, job2)
     assert info2["JobState"] == "COMPLETED" and info2["ExitCode"] == "0:0", text2[-4000:]
     _assert_store_complete(store, keys)
     ev = _events(store)
     _assert_ray_gone(tag2, ev, text2)
+    _assert_private_ray_address(sub2)
     run1_again, run2 = _runs(ev)
     assert run1_again == run1
     assert run2[0]["skipped"] == len(complete1) and run2[0]["todo"] == n - len(complete1)
@@ -282,6 +311,11 @@ def test_ray_job_submit_renders_complete_store(tmp_path: Path):
                PATH=f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     env.pop("RAY_ADDRESS", None)
+    # a Ray temp dir of its own (short: Ray's unix socket paths live under it): `ray start` records
+    # its address there, not in /tmp/ray/ray_current_cluster, whose stale address would make every
+    # later plain ray.init() on the machine hang
+    ray_tmp = Path(tempfile.mkdtemp(prefix="sg-rayjob-", dir="/tmp"))
+    env["RAY_TMPDIR"] = str(ray_tmp)
     ray = str(VENV / "bin" / "ray")
     head_log = open(tmp_path / "head.log", "w")
     # --block: the head lives in this process tree and is stopped by SIGTERM below; `ray stop`
@@ -329,6 +363,10 @@ def test_ray_job_submit_renders_complete_store(tmp_path: Path):
     while _tagged_processes(tag) and time.time() - t0 < 30:  # raylet children exit after it
         time.sleep(0.5)
     assert not _tagged_processes(tag), _tagged_processes(tag)
+    assert (ray_tmp / "ray" / "ray_current_cluster").read_text().strip().endswith(f":{gcs}")
+    shared = Path("/tmp/ray/ray_current_cluster")
+    assert not (shared.exists() and shared.read_text().strip().endswith(f":{gcs}"))
+    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------

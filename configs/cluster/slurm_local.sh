@@ -32,7 +32,8 @@ SLURMD_PORT=${SLURMD_PORT:-6818}
 log() { echo "slurm_local: $*" >&2; }
 cannot() { log "cannot start SLURM here: $*"; exit 3; }
 
-alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# alive PIDFILE NAME: the pid file names a live process called NAME (not a reused pid)
+alive() { [[ -f $1 ]] && [[ $(cat "/proc/$(cat "$1")/comm" 2>/dev/null) == "$2" ]]; }
 
 gen_conf() {
   local hw
@@ -125,13 +126,13 @@ up() {
   install
   mkdir -p "$DIR/state" "$DIR/spool"
   start_munge
-  if alive "$DIR/slurmctld.pid" && alive "$DIR/slurmd.pid" && [[ $(node_state) == idle* || $(node_state) == mix* || $(node_state) == alloc* ]]; then
+  if alive "$DIR/slurmctld.pid" slurmctld && alive "$DIR/slurmd.pid" slurmd && [[ $(node_state) == idle* || $(node_state) == mix* || $(node_state) == alloc* ]]; then
     log "reusing the running cluster ($(node_state)); SLURM_CONF=$CONF"
     echo "export SLURM_CONF=$CONF"
     return 0
   fi
   for f in slurmd slurmctld; do
-    if alive "$DIR/$f.pid"; then kill "$(cat "$DIR/$f.pid")"; sleep 1; fi
+    if alive "$DIR/$f.pid" $f; then kill "$(cat "$DIR/$f.pid")"; sleep 1; fi
   done
   port_busy "$CTLD_PORT" && cannot "port $CTLD_PORT is taken (another slurmctld?); set SLURMCTLD_PORT"
   port_busy "$SLURMD_PORT" && cannot "port $SLURMD_PORT is taken (another slurmd?); set SLURMD_PORT"
@@ -158,7 +159,7 @@ up() {
 down() {
   local f pid
   for f in slurmd slurmctld; do
-    if alive "$DIR/$f.pid"; then
+    if alive "$DIR/$f.pid" $f; then
       pid=$(cat "$DIR/$f.pid")
       kill "$pid"
       for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -167,15 +168,18 @@ down() {
     fi
   done
   if [[ -f $DIR/munged.started-by-us ]]; then
-    pid=$(cat /run/munge/munged.pid 2>/dev/null || true)
-    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then kill "$pid"; log "stopped munged ($pid)"; fi
+    if alive /run/munge/munged.pid munged; then
+      pid=$(cat /run/munge/munged.pid)
+      kill "$pid"
+      log "stopped munged ($pid)"
+    fi
     rm -f "$DIR/munged.started-by-us"
   fi
 }
 
 status() {
   for f in slurmctld slurmd; do
-    if alive "$DIR/$f.pid"; then echo "$f: running (pid $(cat "$DIR/$f.pid"))"; else echo "$f: stopped"; fi
+    if alive "$DIR/$f.pid" $f; then echo "$f: running (pid $(cat "$DIR/$f.pid"))"; else echo "$f: stopped"; fi
   done
   if munge_ok; then echo "munged: answering"; else echo "munged: not answering"; fi
   if [[ -f $CONF ]]; then sinfo 2>/dev/null || true; fi
