@@ -301,7 +301,7 @@ def test_slurm_script_is_valid_bash():
 
 
 @pytest.mark.slow
-def test_ray_job_submit_renders_complete_store(tmp_path: Path):
+def test_ray_job_submit_renders_complete_store(tmp_path: Path, monkeypatch):
     """`ray job submit -- synthgen render --address auto` against a local head, as the README says."""
     tag = uuid.uuid4().hex
     gcs, dash, client, agent = (_free_port() for _ in range(4))
@@ -341,6 +341,7 @@ def test_ray_job_submit_renders_complete_store(tmp_path: Path):
                              capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
         from ray.job_submission import JobStatus, JobSubmissionClient  # HTTP client, no ray.init
 
+        monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # as the head
         status = JobSubmissionClient(address).get_job_status(sub)
         assert status == JobStatus.SUCCEEDED, f"{status}\n{res.stdout[-4000:]}{res.stderr[-2000:]}"
         assert res.returncode == 0
