@@ -30,3 +30,21 @@ bench: $(STAMP)
 
 clean:
 	rm -rf out .pytest_cache
+
+# Cluster launchers (configs/cluster/, docs/cluster.md). slurm-up/down: a single-node SLURM cluster
+# on this machine (root; installs slurm-wlm and munge with apt-get when missing).
+# slurm-test: submits configs/cluster/slurm_render.sbatch to it for real (started and stopped by the
+# tests when not running). cluster-test: that, `ray job submit` on a local head, the RayJob checks.
+.PHONY: slurm-up slurm-down slurm-test cluster-test
+
+slurm-up:
+	bash configs/cluster/slurm_local.sh up
+
+slurm-down:
+	bash configs/cluster/slurm_local.sh down
+
+slurm-test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q tests/test_cluster.py -k slurm
+
+cluster-test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q tests/test_cluster.py
