@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     "synthgen.ingest.cli",
     "synthgen.qa",
     "synthgen.shard",
+    "synthgen.efficacy.cli",
 ]
 
 
