@@ -223,6 +223,8 @@ def load_source(path: str | os.PathLike, size: int, *, exposure_ev: float = 0.0,
         raise SourceError(f"{p}: neither a sample store (no KEY.json records) nor a shard folder "
                           "(no manifest.json or *.tar)")
     for tar in tars:
+        if limit is not None and len(items) >= limit:
+            break
         try:
             for key, members in _iter_tar(tar):
                 if limit is not None and len(items) >= limit:

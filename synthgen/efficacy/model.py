@@ -33,6 +33,8 @@ WIDTHS = (16, 32, 64, 96)
 BOTTLENECK = 144
 MULTIPLE = 2 ** len(WIDTHS)  # == options.SIZE_MULTIPLE
 SILOG_LAMBDA = 0.5
+LOG_DEPTH_CLAMP = 20.0
+"""Predictions are clamped to exp(±20) so every metric stays finite."""
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -143,6 +145,10 @@ class TrainData:
         return self.rgb.shape[0]
 
 
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
 @dataclass
 class TrainResult:
     losses: list[float] = field(default_factory=list)
@@ -189,6 +195,8 @@ def train(model: DepthUNet, data: TrainData, *, steps: int, batch_size: int, lr:
         loss.backward()
         opt.step()
         res.losses.append(float(loss.detach()))
+        if not math.isfinite(res.losses[-1]):
+            raise Diverged(f"training diverged: loss {res.losses[-1]} at step {step}")
         if progress is not None:
             progress.update(1)
             if step % 10 == 0 or step == steps - 1:
@@ -213,5 +221,6 @@ def predict(model: DepthUNet, rgb: np.ndarray, device: torch.device, batch_size:
     out = []
     for i in range(0, len(rgb), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(rgb[i:i + batch_size])).permute(0, 3, 1, 2).to(device).float() / 255.0
-        out.append(torch.exp(model(x))[:, 0].float().cpu().numpy())
+        log_d = torch.nan_to_num(model(x)[:, 0].float(), nan=0.0).clamp(-LOG_DEPTH_CLAMP, LOG_DEPTH_CLAMP)
+        out.append(torch.exp(log_d).cpu().numpy())
     return np.concatenate(out, 0) if out else np.zeros((0,) + rgb.shape[1:3], np.float32)

@@ -165,8 +165,15 @@ def run(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
         hs = _eval_set("held_back", held_items, [0] * len(held_items), opts.region, skipped)
         if hs.items:
             sets.append(hs)
-    for s in skipped:
+    for s in skipped[:20]:
         log.warning("not evaluated: %s %s: %s", s["set"], s["key"], s["reason"])
+    if len(skipped) > 20:
+        log.warning("... and %d more samples not evaluated (listed under data.skipped in efficacy.json)",
+                    len(skipped) - 20)
+    leaked = sorted({it.subject_id for it in sets[0].items} & {it.subject_id for it in train_all})
+    if leaked:
+        log.warning("%d evaluation subject(s) also occur in the training data (not an independent test): %s",
+                    len(leaked), ", ".join(leaked[:10]) + (" ..." if len(leaked) > 10 else ""))
 
     # ---------------------------------------------------------------- non-learned baselines
     per_sample: dict[str, list[dict]] = {}
@@ -219,8 +226,11 @@ def run(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
                  opts.steps, opts.batch_size, opts.size, opts.size, device)
         with tqdm(total=opts.steps, desc=f"train seed {seed}", unit="step", disable=not opts.progress,
                   file=sys.stderr, dynamic_ncols=True) as bar:
-            res = M.train(net, data, steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr, seed=seed,
-                          checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint, progress=bar)
+            try:
+                res = M.train(net, data, steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr, seed=seed,
+                              checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint, progress=bar)
+            except M.Diverged as exc:
+                raise RunError(f"seed {seed}: {exc}; try a lower --lr") from exc
         res.checkpoints.insert(0, dict(cp0, step=0, loss=None))
         t_eval = time.perf_counter()
         for es in sets:
@@ -269,7 +279,7 @@ def run(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
         "data": {"train": train_info, "eval": eval_info, "train_samples": len(train_items),
                  "held_back_samples": len(held_items), "held_back_subjects": held_subjects,
                  "train_subjects": sorted({it.subject_id for it in train_items}),
-                 "eval_samples": len(sets[0].items), "skipped": skipped, "load_seconds": round(load_s, 3)},
+                 "eval_samples": len(sets[0].items), "eval_subjects_in_train": leaked, "skipped": skipped, "load_seconds": round(load_s, 3)},
         "seeds": seeds,
         "metrics": list(METRICS),
         "higher_is_better": sorted(HIGHER_IS_BETTER),
