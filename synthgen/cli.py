@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "synthgen.qa",
     "synthgen.shard.cli",
     "synthgen.export",
+    "synthgen.efficacy.cli",
 ]
 
 

@@ -1,0 +1,317 @@
+"""The ``synthgen efficacy`` run: load, split, train per seed, evaluate predictors, aggregate, gate.
+
+Imports PyTorch (through :mod:`.model`); the CLI checks that it is importable first.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import model as M
+from .data import SYNTHGEN_VERSION, Item, SourceError, load_source, split_by_subject
+from .metrics import HIGHER_IS_BETTER, METRICS, constant_depth, depth_metrics, ellipsoid_depth, region_mask
+from .options import Options, RunError
+
+log = logging.getLogger("synthgen.efficacy")
+
+FORMAT = "synthgen.efficacy/1"
+PREDICTORS = ("trained", "untrained", "constant", "ellipsoid")
+BASELINES = ("untrained", "constant", "ellipsoid")
+MIN_PIXELS = 16
+"""Evaluation samples with fewer scored pixels are skipped (listed under ``skipped``)."""
+
+
+@dataclass
+class EvalSet:
+    name: str
+    items: list[Item]
+    regions: list[np.ndarray]
+    origin_index: list[int] = field(default_factory=list)
+
+
+def _load_all(paths: list[str], opts: Options, what: str, limit: int | None = None) -> tuple[list[Item], list[int], list[dict]]:
+    items, origin, info = [], [], []
+    for i, p in enumerate(paths):
+        left = None if limit is None else max(0, limit - len(items))
+        try:
+            got, problems = load_source(p, opts.size, exposure_ev=opts.exposure, tone=opts.tone, limit=left)
+        except SourceError as exc:
+            raise RunError(f"--{what} {exc}") from exc
+        for msg in problems[:20]:
+            log.warning("skipped unreadable sample: %s", msg)
+        if len(problems) > 20:
+            log.warning("... and %d more unreadable samples in %s", len(problems) - 20, p)
+        n_metric = sum(it.metric for it in got)
+        log.info("--%s %s: %d samples (%d metric, %d relative depth), %d subjects%s", what, p, len(got), n_metric,
+                 len(got) - n_metric, len({it.subject_id for it in got}),
+                 f", {len(problems)} unreadable" if problems else "")
+        info.append({"path": str(p), "samples": len(got), "metric_samples": n_metric,
+                     "subjects": len({it.subject_id for it in got}), "unreadable": problems,
+                     "by_source": {s: sum(it.source == s for it in got) for s in sorted({it.source for it in got})}})
+        items += got
+        origin += [i] * len(got)
+    return items, origin, info
+
+
+def _eval_set(name: str, items: list[Item], origin: list[int], region: str, skipped: list[dict]) -> EvalSet:
+    es = EvalSet(name, [], [], [])
+    for it, o in zip(items, origin):
+        r = region_mask(it.depth, it.mask, region)
+        if int(r.sum()) < MIN_PIXELS:
+            skipped.append({"set": name, "key": it.key, "origin": it.origin,
+                            "reason": f"{int(r.sum())} scored pixels (< {MIN_PIXELS}) in region '{region}'"})
+            continue
+        es.items.append(it)
+        es.regions.append(r)
+        es.origin_index.append(o)
+    return es
+
+
+def _score(es: EvalSet, preds: np.ndarray | list[np.ndarray]) -> list[dict[str, float | None]]:
+    return [depth_metrics(p[r], it.depth[r], it.metric) for it, r, p in zip(es.items, es.regions, preds)]
+
+
+def _mean_metrics(rows: list[dict[str, float | None]]) -> dict[str, float | None]:
+    out = {}
+    for m in METRICS:
+        vals = [r[m] for r in rows if r.get(m) is not None]
+        out[m] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None, None
+    return float(np.mean(vals)), (float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
+
+
+def _aggregate(per_sample: list[dict], indices: list[int], seeds: list[int]) -> dict[str, Any]:
+    """results[predictor] = {per_seed: [{metric: mean over samples}], mean: {...}, std: {...}}."""
+    res = {}
+    for pred in PREDICTORS:
+        per_seed = [_mean_metrics([per_sample[i]["metrics"][pred][k] for i in indices]) for k in range(len(seeds))]
+        mean, std = {}, {}
+        for m in METRICS:
+            mean[m], std[m] = _mean_std([ps[m] for ps in per_seed])
+        res[pred] = {"per_seed": per_seed, "mean": mean, "std": std}
+    return res
+
+
+def _environment(device: torch.device) -> dict[str, Any]:
+    env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+           "device": str(device), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+           "platform": platform.platform(), "synthgen": SYNTHGEN_VERSION}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def run(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Do the whole run. Returns ``(doc, extras)``: ``doc`` is efficacy.json's content, ``extras``
+    holds what the report needs beyond it (items, predictions for the tiles, loss curves).
+
+    Raises:
+        RunError: bad options or unusable data.
+    """
+    t_start = time.perf_counter()
+    opts.check()
+    try:
+        device = M.pick_device(opts.device)
+    except RuntimeError as exc:
+        raise RunError(str(exc)) from exc
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+
+    # ---------------------------------------------------------------- data
+    t0 = time.perf_counter()
+    train_all, _, train_info = _load_all(opts.train, opts, "train", opts.max_train)
+    eval_items, eval_origin, eval_info = _load_all(opts.eval, opts, "eval")
+    load_s = time.perf_counter() - t0
+    if not train_all:
+        raise RunError("--train: no readable samples")
+    train_items, held_items, held_subjects = split_by_subject(train_all, opts.holdout)
+    n_subj = len({it.subject_id for it in train_all})
+    if held_items:
+        log.info("held back %d of %d training subjects (%d samples) for the in-domain figure: %s; training on %d samples",
+                 len(held_subjects), n_subj, len(held_items), ", ".join(held_subjects), len(train_items))
+    else:
+        log.warning("no in-domain hold-out (%s)", "--holdout 0" if opts.holdout <= 0 else
+                    f"the training data has {n_subj} subject(s); need 2 or more")
+    train_regions = [region_mask(it.depth, it.mask, "mask") for it in train_items]
+    empty = sum(int(r.sum()) == 0 for r in train_regions)
+    if empty:
+        log.warning("%d training samples have no valid subject pixels (depth > 0 and mask > 0.5); left out", empty)
+    train_items = [it for it, r in zip(train_items, train_regions) if r.any()]
+    if not train_items:
+        raise RunError("--train: no sample has valid subject pixels (depth > 0 and mask > 0.5)")
+
+    skipped: list[dict] = []
+    sets = [_eval_set("eval", eval_items, eval_origin, opts.region, skipped)]
+    if not sets[0].items:
+        raise RunError(f"--eval: no sample has >= {MIN_PIXELS} scored pixels in region '{opts.region}'")
+    if held_items:
+        hs = _eval_set("held_back", held_items, [0] * len(held_items), opts.region, skipped)
+        if hs.items:
+            sets.append(hs)
+    for s in skipped[:20]:
+        log.warning("not evaluated: %s %s: %s", s["set"], s["key"], s["reason"])
+    if len(skipped) > 20:
+        log.warning("... and %d more samples not evaluated (listed under data.skipped in efficacy.json)",
+                    len(skipped) - 20)
+    leaked = sorted({it.subject_id for it in sets[0].items} & {it.subject_id for it in train_all})
+    if leaked:
+        log.warning("%d evaluation subject(s) also occur in the training data (not an independent test): %s",
+                    len(leaked), ", ".join(leaked[:10]) + (" ..." if len(leaked) > 10 else ""))
+
+    # ---------------------------------------------------------------- non-learned baselines
+    per_sample: dict[str, list[dict]] = {}
+    for es in sets:
+        per_sample[es.name] = [{"key": it.key, "origin": it.origin, "subject_id": it.subject_id, "source": it.source,
+                                "metric": it.metric, "pixels": int(r.sum()),
+                                "metrics": {p: [] for p in PREDICTORS}}
+                               for it, r in zip(es.items, es.regions)]
+    fixed_preds, fixed_rows = {}, {}
+    for es in sets:
+        const = [constant_depth(it.depth.shape) for it in es.items]
+        ell = [ellipsoid_depth(it.mask, it.box) for it in es.items]
+        fixed_preds[es.name] = {"constant": const, "ellipsoid": ell}
+        fixed_rows[es.name] = {"constant": _score(es, const), "ellipsoid": _score(es, ell)}
+
+    # ---------------------------------------------------------------- training, per seed
+    train_depth = np.concatenate([it.depth[r] for it, r in zip(train_items, [region_mask(i.depth, i.mask, "mask")
+                                                                             for i in train_items])])
+    init_log = float(np.median(np.log(train_depth)))
+    seeds = list(range(opts.seeds))
+    runs, tiles_preds = [], {}
+    data = M.TrainData.from_items(train_items, device, lambda it: region_mask(it.depth, it.mask, "mask"))
+    checkpoint_every = max(1, opts.steps // opts.checkpoints) if opts.checkpoints > 0 else 0
+    n_params = None
+    for seed in seeds:
+        M.set_determinism(seed, device)
+        net = M.DepthUNet(init_log_depth=init_log).to(device)
+        n_params = M.count_parameters(net)
+        for es in sets:
+            rows = _score(es, M.predict(net, np.stack([it.rgb for it in es.items]), device))
+            for ps, row in zip(per_sample[es.name], rows):
+                ps["metrics"]["untrained"].append(row)
+            for name, rows in fixed_rows[es.name].items():  # deterministic: the same rows for every seed
+                for ps, row in zip(per_sample[es.name], rows):
+                    ps["metrics"][name].append(row)
+
+        cp0 = {es.name: {"spearman": float(np.mean([ps["metrics"]["untrained"][-1]["spearman"] for ps in per_sample[es.name]])),
+                         "silog": float(np.mean([ps["metrics"]["untrained"][-1]["silog"] for ps in per_sample[es.name]]))}
+               for es in sets}
+
+        def on_checkpoint(step: int, net=net) -> dict:
+            cp = {}
+            for es in sets:
+                rows = _score(es, M.predict(net, np.stack([it.rgb for it in es.items]), device))
+                cp[es.name] = {"spearman": float(np.mean([r["spearman"] for r in rows])),
+                               "silog": float(np.mean([r["silog"] for r in rows]))}
+            return cp
+
+        log.info("seed %d: training %s parameters for %d steps (batch %d, %dx%d, %s)", seed, f"{n_params:,}",
+                 opts.steps, opts.batch_size, opts.size, opts.size, device)
+        with tqdm(total=opts.steps, desc=f"train seed {seed}", unit="step", disable=not opts.progress,
+                  file=sys.stderr, dynamic_ncols=True) as bar:
+            try:
+                res = M.train(net, data, steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr, seed=seed,
+                              checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint, progress=bar)
+            except M.Diverged as exc:
+                raise RunError(f"seed {seed}: {exc}; try a lower --lr") from exc
+        res.checkpoints.insert(0, dict(cp0, step=0, loss=None))
+        t_eval = time.perf_counter()
+        for es in sets:
+            preds = M.predict(net, np.stack([it.rgb for it in es.items]), device)
+            if seed == seeds[0]:
+                tiles_preds[es.name] = preds
+            for ps, row in zip(per_sample[es.name], _score(es, preds)):
+                ps["metrics"]["trained"].append(row)
+        k = max(1, min(50, len(res.losses) // 10))
+        runs.append({"seed": seed, "train_seconds": round(res.seconds, 3),
+                     "steps_per_second": round(opts.steps / max(res.seconds, 1e-9), 3),
+                     "eval_seconds": round(time.perf_counter() - t_eval, 3),
+                     "loss_first": float(np.mean(res.losses[:k])), "loss_last": float(np.mean(res.losses[-k:])),
+                     "losses": [round(x, 6) for x in res.losses], "checkpoints": res.checkpoints})
+        log.info("seed %d: %.1f s (%.2f steps/s), loss %.4f -> %.4f; eval Spearman %.3f", seed, res.seconds,
+                 opts.steps / max(res.seconds, 1e-9), runs[-1]["loss_first"], runs[-1]["loss_last"],
+                 res.checkpoints[-1]["eval"]["spearman"] if res.checkpoints else float("nan"))
+
+    # ---------------------------------------------------------------- aggregation
+    results: dict[str, Any] = {}
+    for es in sets:
+        results[es.name] = _aggregate(per_sample[es.name], list(range(len(es.items))), seeds)
+    if len(opts.eval) > 1:
+        names = _short_names(opts.eval)
+        for i, nm in enumerate(names):
+            idx = [j for j, o in enumerate(sets[0].origin_index) if o == i]
+            if idx:
+                results[f"eval/{nm}"] = _aggregate(per_sample["eval"], idx, seeds)
+    gate = _gate(results["eval"], seeds, opts.min_spearman_gain)
+    for es in sets:  # drop the per-seed repetition of the deterministic baselines in per-sample rows
+        for ps in per_sample[es.name]:
+            for p in PREDICTORS:
+                rows = ps["metrics"][p]
+                ps["metrics"][p] = {m: [r[m] for r in rows] for m in METRICS}
+
+    doc = {
+        "format": FORMAT,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": opts.command,
+        "options": {k: v for k, v in asdict(opts).items() if k not in ("progress", "command")},
+        "environment": _environment(device),
+        "model": {"name": "DepthUNet", "parameters": n_params, "widths": list(M.WIDTHS), "bottleneck": M.BOTTLENECK,
+                  "output": "log depth", "init_log_depth": init_log,
+                  "loss": f"SILog (Eigen et al. 2014 eq. 4), lambda {M.SILOG_LAMBDA} (1 for relative-depth samples), "
+                          "on depth > 0 and mask > 0.5"},
+        "data": {"train": train_info, "eval": eval_info, "train_samples": len(train_items),
+                 "held_back_samples": len(held_items), "held_back_subjects": held_subjects,
+                 "train_subjects": sorted({it.subject_id for it in train_items}),
+                 "eval_samples": len(sets[0].items), "eval_subjects_in_train": leaked, "skipped": skipped, "load_seconds": round(load_s, 3)},
+        "seeds": seeds,
+        "metrics": list(METRICS),
+        "higher_is_better": sorted(HIGHER_IS_BETTER),
+        "results": results,
+        "gate": gate,
+        "runs": runs,
+        "per_sample": per_sample,
+        "wall_seconds": round(time.perf_counter() - t_start, 3),
+    }
+    extras = {"sets": sets, "preds": tiles_preds, "fixed": fixed_preds}
+    return doc, extras
+
+
+def _short_names(paths: list[str]) -> list[str]:
+    names, seen = [], {}
+    for p in paths:
+        base = os.path.basename(os.path.normpath(p)) or "eval"
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return names
+
+
+def _gate(res: dict[str, Any], seeds: list[int], min_gain: float | None) -> dict[str, Any]:
+    """Spearman gain of ``trained`` over the best baseline on the pooled eval set, per seed then averaged."""
+    gains, best_per_seed = [], []
+    for k in range(len(seeds)):
+        b = max(BASELINES, key=lambda p: res[p]["per_seed"][k]["spearman"])
+        best_per_seed.append(b)
+        gains.append(res["trained"]["per_seed"][k]["spearman"] - res[b]["per_seed"][k]["spearman"])
+    mean, std = _mean_std(gains)
+    best = max(BASELINES, key=lambda p: res[p]["mean"]["spearman"])
+    return {"metric": "spearman", "set": "eval", "min_gain": min_gain, "best_baseline": best,
+            "best_baseline_per_seed": best_per_seed, "best_baseline_spearman": res[best]["mean"]["spearman"],
+            "trained_spearman": res["trained"]["mean"]["spearman"], "gain_per_seed": gains, "gain": mean,
+            "gain_std": std, "passed": None if min_gain is None else bool(mean >= min_gain)}
