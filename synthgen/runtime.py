@@ -57,13 +57,14 @@ CURVES = {
 
 def quiet_local_ray_auth(address: str | None = None) -> bool:
     """Before ``ray.init``: set ``RAY_AUTH_MODE=token`` for an embedded local cluster (no address, no
-    ``RAY_ADDRESS``, mode unset), which keeps Ray's default token authentication but without its
+    ``RAY_ADDRESS``, or ``local`` as either; mode unset), which keeps Ray's default token authentication but without its
     start-up warning. Returns True when it set the variable; changes nothing when a cluster is
     joined or the user chose a mode. The variable stays set for this process (as Ray's own default
     would), so Ray's worker processes see the same mode. Works whether or not ``ray`` is imported
     already (its cached config is refreshed).
     """
-    if address or os.environ.get("RAY_ADDRESS") or os.environ.get(AUTH_ENV) is not None:
+    if (address not in (None, "", "local") or os.environ.get("RAY_ADDRESS", "local") not in ("", "local")
+            or os.environ.get(AUTH_ENV) is not None):
         return False
     os.environ[AUTH_ENV] = "token"
     if "ray._raylet" in sys.modules:

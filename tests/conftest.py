@@ -13,11 +13,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "configs" / "smoke.yaml"
 
 
-def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the installed ``synthgen`` console script (the real CLI, in a fresh process)."""
+def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the installed ``synthgen`` console script (the real CLI, in a fresh process); ``env``
+    adds to (and overrides) this process's environment."""
     exe = Path(sys.executable).with_name("synthgen")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "synthgen.cli"]
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout,
                           cwd=cwd or ROOT, env=env)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -51,10 +52,38 @@ FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PRE
                 "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 
 
+_taken: set[int] = set()
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that is free now, from 20000-32767: above Ray's worker ports (10002-19999) and below
+    Linux's ephemeral range (32768-60999). A port from ``bind(("", 0))`` is ephemeral, and the
+    outgoing connections of the Ray processes started meanwhile may take it first (a CI run lost
+    its dashboard port that way)."""
+    rng = random.Random()
+    while True:
+        port = rng.randrange(20000, 32768)
+        if port in _taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _taken.add(port)
+        return port
+
+
+def _stop_tagged(tag: str) -> None:
+    """SIGKILL every live process tagged ``tag`` and wait (up to 30 s) until they are gone."""
+    for pid in _tagged_processes(tag):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    t0 = time.time()
+    while _tagged_processes(tag) and time.time() - t0 < 30:
+        time.sleep(0.2)
 
 
 def _tagged_processes(tag: str) -> dict[int, str]:
@@ -304,36 +333,43 @@ def test_slurm_script_is_valid_bash():
 def test_ray_job_submit_renders_complete_store(tmp_path: Path, monkeypatch):
     """`ray job submit -- synthgen render --address auto` against a local head, as the README says."""
     tag = uuid.uuid4().hex
-    gcs, dash, client, agent = (_free_port() for _ in range(4))
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1", **{TAG_VAR: tag},
                RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
                # the entrypoint runs in the raylet's environment: synthgen must be on its PATH
                PATH=f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     env.pop("RAY_ADDRESS", None)
-    # a Ray temp dir of its own (short: Ray's unix socket paths live under it): `ray start` records
-    # its address there, not in /tmp/ray/ray_current_cluster, whose stale address would make every
-    # later plain ray.init() on the machine hang
-    ray_tmp = Path(tempfile.mkdtemp(prefix="sg-rayjob-", dir="/tmp"))
-    env["RAY_TMPDIR"] = str(ray_tmp)
     ray = str(VENV / "bin" / "ray")
-    head_log = open(tmp_path / "head.log", "w")
-    # --block: the head lives in this process tree and is stopped by SIGTERM below; `ray stop`
-    # would stop every Ray on the machine, other test runs' included
-    head = subprocess.Popen([ray, "start", "--head", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
-                             f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1",
-                             f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
-                             "--disable-usage-stats", "--block"],
-                            stdout=head_log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     store = tmp_path / "store"
+    head = None
     try:
-        address = f"http://127.0.0.1:{dash}"
-        t0 = time.time()
-        while subprocess.run([ray, "job", "list", "--address", address], capture_output=True, env=env,
-                             timeout=60).returncode != 0:
-            assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
-            assert time.time() - t0 < 180, "Ray dashboard did not come up"
-            time.sleep(1)
+        for attempt in range(3):  # a port taken between our check and Ray's bind: start again on new ports
+            # a Ray temp dir of its own (short: Ray's unix socket paths live under it): `ray start`
+            # records its address there, not in /tmp/ray/ray_current_cluster, whose stale address
+            # would make every later plain ray.init() on the machine hang
+            ray_tmp = Path(tempfile.mkdtemp(prefix="sg-rayjob-", dir="/tmp"))
+            env["RAY_TMPDIR"] = str(ray_tmp)
+            gcs, dash, client, agent = (_free_port() for _ in range(4))
+            head_log = tmp_path / f"head{attempt}.log"
+            # --block: the head lives in this process tree and is stopped by SIGTERM below; `ray
+            # stop` would stop every Ray on the machine, other test runs' included
+            with open(head_log, "w") as log:
+                head = subprocess.Popen(
+                    [ray, "start", "--head", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
+                     f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1",
+                     f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
+                     "--disable-usage-stats", "--block"],
+                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+            address = f"http://127.0.0.1:{dash}"
+            t0 = time.time()
+            while head.poll() is None and subprocess.run([ray, "job", "list", "--address", address],
+                                                         capture_output=True, env=env, timeout=60).returncode != 0:
+                assert time.time() - t0 < 180, "Ray dashboard did not come up"
+                time.sleep(1)
+            if head.poll() is None:
+                break
+            _stop_tagged(tag)
+        assert head.poll() is None, head_log.read_text()[-3000:]
         sub = f"synthgen-{tag[:8]}"
         res = subprocess.run([ray, "job", "submit", "--address", address, "--submission-id", sub, "--",
                               "synthgen", "render", "--config", str(SMOKE), "--address", "auto",
@@ -353,17 +389,19 @@ def test_ray_job_submit_renders_complete_store(tmp_path: Path, monkeypatch):
         ev = _events(store)
         assert sorted(e["key"] for e in ev if e["event"] == "sample_done") == keys
     finally:
-        head.send_signal(signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            head.kill()
-            head.wait()
-        head_log.close()
-    t0 = time.time()
-    while _tagged_processes(tag) and time.time() - t0 < 30:  # raylet children exit after it
-        time.sleep(0.5)
-    assert not _tagged_processes(tag), _tagged_processes(tag)
+        if head is not None and head.poll() is None:
+            head.send_signal(signal.SIGTERM)
+            try:
+                head.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                head.kill()
+                head.wait()
+        t0 = time.time()
+        while _tagged_processes(tag) and time.time() - t0 < 30:  # raylet children exit after it
+            time.sleep(0.5)
+        left = _tagged_processes(tag)
+        _stop_tagged(tag)  # never leave a Ray process behind for later tests, pass or fail
+    assert not left, left
     assert (ray_tmp / "ray" / "ray_current_cluster").read_text().strip().endswith(f":{gcs}")
     shared = Path("/tmp/ray/ray_current_cluster")
     assert not (shared.exists() and shared.read_text().strip().endswith(f":{gcs}"))

@@ -1,29 +1,55 @@
-"""Ray Data side of ``synthgen shard``: packing with ``--ray`` and reading shards back with the stock
-``ray.data.read_webdataset``. One local Ray instance is shared by the module (startup is slow)."""
+"""Ray Data side of ``synthgen shard``: packing with ``synthgen shard --ray`` (the CLI, in a fresh
+process on an embedded Ray cluster, as users run it) and reading the shards back with the stock
+``ray.data.read_webdataset`` in another fresh process.
+
+Every Ray run here is its own process: an in-process ``ray.init`` inherits whatever earlier tests
+left in the pytest process (cached Ray config, environment), and a stalled Ray Data run would wait
+for Ray's 30-minute no-progress timeout. ``RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S`` caps that at
+5 minutes."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from _shard_stores import make_real_store, make_synthetic_store
+from conftest import ROOT, run_cli
 from synthgen.contract import read_sample
-from synthgen.shard import ShardInputError, decode_sample, pack, verify
+from synthgen.shard import pack, verify
 
-ray = pytest.importorskip("ray")
+pytest.importorskip("ray")
 pytest.importorskip("ray.data", reason="ray.data needs ray[data] (pandas, pyarrow)")
 
 pytestmark = pytest.mark.slow
 
+RAY_ENV = {"RAY_ADDRESS": "local", "RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S": "300"}
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")  # never a leftover cluster
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield
-    ray.shutdown()
+READ_SCRIPT = """
+import hashlib, json, sys
+import numpy as np
+from synthgen.raycluster import init_ray
+init_ray(None, num_cpus=2)
+import ray, ray.data
+from synthgen.shard import decode_sample
+ray.data.DataContext.get_current().enable_progress_bars = False
+digest = lambda a: hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+rows = ray.data.read_webdataset(sys.argv[1], file_extensions=["tar"], decoder=decode_sample).take_all()
+print(json.dumps({r["__key__"]: {m: digest(np.asarray(r[m + ".exr"])) for m in ("rgb", "depth", "mask")}
+                  | {"subject_id": r["json"]["subject_id"]} for r in rows}))
+ray.shutdown()
+"""
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -33,31 +59,32 @@ def stores(tmp_path_factory):
             make_real_store(root / "real", sequences=("s1", "s2"), per_sequence=3)]
 
 
-def test_ray_packing_matches_local_and_reads_back(ray_local, stores, tmp_path):
-    kw = dict(split="train=0.6,val=0.4", seed=5, samples_per_shard=4, progress=False)
-    local = pack(stores, tmp_path / "local", **kw)
-    on_ray = pack(stores, tmp_path / "ray", engine="ray", **kw)
+def test_ray_packing_matches_local_and_reads_back(stores, tmp_path):
+    local = pack(stores, tmp_path / "local", split="train=0.6,val=0.4", seed=5, samples_per_shard=4, progress=False)
+    res = run_cli("shard", *map(str, stores), "--out", str(tmp_path / "ray"), "--ray", "--split", "train=0.6,val=0.4",
+                  "--seed", "5", "--samples-per-shard", "4", "--no-progress", env=RAY_ENV, timeout=900)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    on_ray = json.loads((tmp_path / "ray" / "_meta" / "manifest.json").read_text())
     assert [(e["file"], e["sha256"]) for e in on_ray["shards"]] == [(e["file"], e["sha256"]) for e in local["shards"]]
     assert verify(tmp_path / "ray", progress=False)["ok"]
     assert "--ray" in on_ray["command"]
 
     # the whole folder, as documented: only the .tar files are read
-    rows = ray.data.read_webdataset(str(tmp_path / "ray"), file_extensions=["tar"],
-                                    decoder=decode_sample).take_all()
-    keys = [r["__key__"] for r in rows]
-    src = {p.name[:-5]: s for s in stores for p in Path(s).glob("*.json")}
-    assert sorted(keys) == sorted(src) and len(set(keys)) == len(keys)
-    for r in rows:
-        ref = read_sample(src[r["__key__"]], r["__key__"])
-        np.testing.assert_array_equal(np.asarray(r["rgb.exr"]), ref.rgb)
-        np.testing.assert_array_equal(np.asarray(r["depth.exr"]), ref.depth)
-        np.testing.assert_array_equal(np.asarray(r["mask.exr"]), ref.mask)
-        assert r["json"]["subject_id"] == ref.record["subject_id"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"} | RAY_ENV
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    p = subprocess.run([sys.executable, "-c", READ_SCRIPT, str(tmp_path / "ray")], capture_output=True, text=True,
+                       timeout=900, env=env, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-4000:]
+    rows = json.loads(p.stdout.strip().splitlines()[-1])
+    src = {q.name[:-5]: s for s in stores for q in Path(s).glob("*.json")}
+    assert sorted(rows) == sorted(src)
+    for key, r in rows.items():
+        ref = read_sample(src[key], key)
+        assert r == {"rgb": _digest(ref.rgb), "depth": _digest(ref.depth), "mask": _digest(ref.mask),
+                     "subject_id": ref.record["subject_id"]}, key
 
 
-def test_ray_packing_reports_bad_member(ray_local, stores, tmp_path):
-    import shutil
-
+def test_ray_packing_reports_bad_member(stores, tmp_path):
     bad = tmp_path / "syn"
     shutil.copytree(stores[0], bad)
     key = sorted(p.name[:-5] for p in bad.glob("*.json"))[2]
@@ -65,6 +92,8 @@ def test_ray_packing_reports_bad_member(ray_local, stores, tmp_path):
     data = bytearray(p.read_bytes())
     data[-5] ^= 0xFF
     p.write_bytes(bytes(data))
-    with pytest.raises(ShardInputError, match=key):
-        pack([bad], tmp_path / "out", split="train=1", samples_per_shard=3, engine="ray", progress=False)
+    res = run_cli("shard", str(bad), "--out", str(tmp_path / "out"), "--ray", "--split", "train=1",
+                  "--samples-per-shard", "3", "--no-progress", env=RAY_ENV, timeout=900)
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-4000:]
+    assert key in res.stderr and "Traceback" not in res.stderr
     assert not list((tmp_path / "out").glob(".tmp-*"))

@@ -89,6 +89,11 @@ def write_shards_ray(shards: list[ShardPlan], out: Path, stores: list[str], enco
         saved = (ctx.enable_progress_bars, ctx.raise_original_map_exception)
         ctx.enable_progress_bars = progress
         ctx.raise_original_map_exception = True  # surface ShardInputError, not a wrapped UserCodeException
+        # a failing task is re-raised below with its cause; Ray Data would also log it with two
+        # tracebacks of its internals, and log each execution's plan at INFO
+        data_log = logging.getLogger("ray.data")
+        saved_level = data_log.level
+        data_log.setLevel(logging.CRITICAL)
         rows = [{"plan": _plan_to_json(sh)} for sh in shards]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         ds = ds.map(_write_row, fn_kwargs={"out": str(out), "stores": stores, "encode": encode,
@@ -103,6 +108,7 @@ def write_shards_ray(shards: list[ShardPlan], out: Path, stores: list[str], enco
             raise
         finally:
             ctx.enable_progress_bars, ctx.raise_original_map_exception = saved
+            data_log.setLevel(saved_level)
     finally:
         if started:
             ray.shutdown()
