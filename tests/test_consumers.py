@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import sys
 import tarfile
 from pathlib import Path
 
@@ -470,7 +471,18 @@ def test_quiet_local_ray_auth_keeps_token_auth(monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     assert not quiet_local_ray_auth(None) and os.environ["RAY_AUTH_MODE"] == "disabled"          # user's choice
     monkeypatch.delenv("RAY_AUTH_MODE")
-    assert quiet_local_ray_auth(None) and os.environ["RAY_AUTH_MODE"] == "token"
+    try:
+        assert quiet_local_ray_auth(None) and os.environ["RAY_AUTH_MODE"] == "token"
+    finally:
+        # the call also refreshed Ray's cached config in this (pytest) process: refresh it again once
+        # the environment is back, or a later in-process ray.init would start a cluster whose
+        # processes disagree with this one on token auth (under CI's RAY_AUTH_MODE=disabled its
+        # Ray Data tasks then never ran)
+        monkeypatch.undo()
+        if "ray._raylet" in sys.modules:
+            from ray._raylet import Config
+
+            Config.initialize("")
 
 
 def test_embedded_cluster_starts_without_the_auth_warning_and_with_token_auth(ray_run):
