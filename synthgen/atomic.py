@@ -7,6 +7,7 @@ An interrupted writer therefore never leaves a half-written file under the final
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -51,3 +52,23 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted UTF-8 JSON to ``path`` atomically."""
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+"""Errors of the storage itself (full, over quota, failing, read-only): retrying a sample cannot help."""
+
+
+def is_storage_error(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is a storage error: an ``OSError`` with
+    an errno in :data:`STORAGE_ERRNOS`, or another error whose message carries that errno's text
+    (the OpenEXR library raises ``RuntimeError("... No space left on device.")``)."""
+    texts = [os.strerror(e) for e in STORAGE_ERRNOS]
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+            return True
+        if any(t in str(exc) for t in texts):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False

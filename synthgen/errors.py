@@ -10,7 +10,10 @@ framing that never fits, a frame that fails validation) put that sample in quara
     SynthgenError
     ├── ConfigError            invalid config, asset or output folder              (render, exit 2)
     │   ├── StoreMismatchError the output folder holds another job                 (render, exit 2)
-    │   └── GpuClusterError    render.device: gpu but the cluster has no GPU        (render, exit 2)
+    │   ├── GpuClusterError    render.device: gpu but the cluster has no GPU        (render, exit 2)
+    │   └── StoreLockedError   another driver writes into the output store         (render, exit 2)
+    ├── RunStopped             a render run stopped early: storage error (exit 3),
+    │                          cluster lost / no worker for too long (exit 4)
     ├── ContractError          a sample breaks the sample format                    (any stage)
     ├── ExrError               an EXR file is unreadable or lacks channels          (any stage)
     ├── ScanImportError        Blender cannot import a scan                         (render, quarantine)
@@ -43,6 +46,23 @@ class StoreMismatchError(ConfigError):
 
 class GpuClusterError(ConfigError):
     """``render.device: gpu`` but the Ray cluster offers no GPU."""
+
+
+class StoreLockedError(ConfigError):
+    """Another driver holds the output store's lock (``_meta/lock``); the message names it."""
+
+
+class RunStopped(SynthgenError):
+    """A render run cannot go on (raised inside the scheduler, reported in the run summary).
+
+    ``reason``: ``io_error`` (the store's disk is full or failing), ``cluster_lost`` (the embedded
+    Ray cluster died) or ``no_workers`` (no worker ran for ``render.max_wait_for_workers_s``).
+    """
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 class ContractError(SynthgenError, ValueError):

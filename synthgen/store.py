@@ -87,7 +87,14 @@ def read_store_meta(store: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def clean_tmp(store: str | os.PathLike) -> int:
-    """Remove ``.tmp-*`` leftovers of killed writers from the store, ``_meta`` and previews; returns the count."""
+    """Remove ``.tmp-*`` leftovers of killed writers from the store, ``_meta`` and previews; returns the count.
+
+    Call it only while holding the store's lock (:class:`synthgen.storelock.StoreLock`): a
+    ``.tmp-*`` file is an atomic write in progress (:mod:`synthgen.atomic`), and with the lock held
+    no other driver, and none of its workers, writes into the store, so every such file that is
+    not our own in-flight write is provably abandoned. ``synthgen render`` calls it before its
+    workers start and after they have all stopped.
+    """
     out = Path(store)
     n = 0
     for d in (out, out / META_DIR, out / META_DIR / "previews"):
@@ -99,22 +106,33 @@ def clean_tmp(store: str | os.PathLike) -> int:
     return n
 
 
-def sample_complete(store: str | os.PathLike, key: str, chash: str) -> bool:
-    """True when ``KEY.json`` exists, every member's sha256 matches it and its ``render.config_hash``
-    is ``chash`` (records without a hash, from older versions, are accepted)."""
+def sample_problems(store: str | os.PathLike, key: str, chash: str | None = None) -> list[str]:
+    """Why sample ``key`` is not complete: :func:`synthgen.contract.verify_sample`'s problems (missing
+    record or member, sha256 mismatch, invalid record), or a ``render.config_hash`` other than
+    ``chash`` (records without a hash, from older versions, are accepted); [] when complete."""
     from .contract import member_path, verify_sample
 
     out = Path(store)
     if not member_path(out, key, "json").exists():
-        return False
-    if verify_sample(out, key):
-        return False
+        return [f"{member_path(out, key, 'json')}: record missing"]
+    problems = verify_sample(out, key)
+    if problems or chash is None:
+        return problems
     try:
         rec = json.loads(member_path(out, key, "json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return False
+    except (OSError, ValueError) as exc:
+        return [f"{member_path(out, key, 'json')}: unreadable ({exc})"]
     h = (rec.get("render") or {}).get("config_hash")
-    return h is None or h == chash
+    if h is not None and h != chash:
+        return [f"{member_path(out, key, 'json')}: rendered with another config (hash {str(h)[:12]}, "
+                f"this job {chash[:12]})"]
+    return []
+
+
+def sample_complete(store: str | os.PathLike, key: str, chash: str) -> bool:
+    """True when ``KEY.json`` exists, every member's sha256 matches it and its ``render.config_hash``
+    is ``chash`` (records without a hash, from older versions, are accepted)."""
+    return not sample_problems(store, key, chash)
 
 
 def complete_keys(store: str | os.PathLike, keys: list[str], chash: str) -> set[str]:
@@ -122,6 +140,12 @@ def complete_keys(store: str | os.PathLike, keys: list[str], chash: str) -> set[
     with ThreadPoolExecutor(8) as ex:
         flags = list(ex.map(lambda k: sample_complete(store, k, chash), keys))
     return {k for k, f in zip(keys, flags) if f}
+
+
+def check_keys(store: str | os.PathLike, keys: list[str], chash: str) -> dict[str, list[str]]:
+    """:func:`sample_problems` of each of ``keys`` (8 threads): key -> problems ([] when complete)."""
+    with ThreadPoolExecutor(8) as ex:
+        return dict(zip(keys, ex.map(lambda k: sample_problems(store, k, chash), keys)))
 
 
 class Store:

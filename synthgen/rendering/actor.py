@@ -9,14 +9,43 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from typing import Any
 
+from ..atomic import is_storage_error
 from .config import Job, content_hash
 from .sampling import sample_key, scan_for
 
 log = logging.getLogger("synthgen.render")
+
+
+def _frame(exc: BaseException, func: str):
+    """The innermost frame of function ``func`` on ``exc``'s traceback, or None."""
+    tb, found = exc.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == func:
+            found = tb.tb_frame
+        tb = tb.tb_next
+    return found
+
+
+def _raised_in(exc: BaseException, func: str) -> bool:
+    return _frame(exc, func) is not None
+
+
+def _failing_hdri(exc: BaseException, job: Job, index: int) -> str | None:
+    """The HDRI file Blender failed to load when ``exc`` was raised inside ``set_hdri``, else None.
+
+    Such a sample fails with reason ``asset_error`` and is not retried (the file is the problem, not
+    the worker); the driver's preflight (:mod:`synthgen.rendering.hdri_check`) normally refuses a
+    bad HDRI before any worker starts."""
+    fr = _frame(exc, "set_hdri")
+    if fr is None:
+        return None
+    return str(fr.f_locals.get("path", "(unknown file)"))
+
 
 # Worker side
 
@@ -109,8 +138,17 @@ class RenderActorImpl:
         except FramingError as exc:
             failed = {**base, "status": "error", "reason": "framing_failed", "retryable": False,
                       "error": f"FramingError: {exc}", "scan_id": scan_id}
-        except Exception as exc:  # unexpected: retried on a fresh worker
-            failed = self._unexpected(base, scan_id, exc)
+        except Exception as exc:  # unexpected: retried on a fresh worker, unless an asset is to blame
+            hdri = _failing_hdri(exc, self.job, index)
+            if hdri is not None:
+                failed = {**base, "status": "error", "reason": "asset_error", "retryable": False,
+                          "error": f"HDRI {hdri} cannot be loaded by Blender ({type(exc).__name__}: "
+                                   f"{str(exc).strip()[:200]})", "scan_id": scan_id}
+            elif is_storage_error(exc):
+                failed = {**base, "status": "error", "reason": "io_error", "retryable": False, "stop": True,
+                          "error": f"{type(exc).__name__}: {str(exc).strip()[:300]}", "scan_id": scan_id}
+            else:
+                failed = self._unexpected(base, scan_id, exc)
         else:
             self._writes[index] = self._writer.submit(self._finish, base, scan_id, rendered)
         report = self.collect(wait=False)
@@ -144,19 +182,46 @@ class RenderActorImpl:
         return {**base, "status": "error", "reason": "exception", "retryable": True,
                 "error": f"{type(exc).__name__}: {exc}", "scan_id": scan_id}
 
-    def _finish(self, base: dict, scan_id: str, rendered: dict) -> dict[str, Any]:
+    def _finish(self, base: dict, scan_id: str, rendered) -> dict[str, Any]:
+        """Post-process and write on the writer thread; the write's outcome as a result dict.
+
+        - the sample's record and members are complete but its preview failed (previews are best
+          effort): ``ok``, with ``preview_error``;
+        - a storage error (disk full, quota, I/O error, read-only): ``io_error``, not retried, and
+          ``stop`` (the scheduler stops giving out work);
+        - a contract violation: ``contract_error``; anything else: ``exception`` (retried).
+        """
         from ..contract import ContractError
         from .worker import finish_sample
 
+        t0 = time.perf_counter()
         try:
             res = finish_sample(rendered, self.out_dir, previews=self.previews, config_hash=self.config_hash)
         except ContractError as exc:
             return {**base, "status": "error", "reason": "contract_error", "retryable": False,
                     "error": f"ContractError: {exc}", "scan_id": scan_id}
         except Exception as exc:
+            if _raised_in(exc, "save_preview") and self._written(base["key"]):
+                log.warning("%s: written, but its preview was not (%s: %s)", base["key"], type(exc).__name__, exc)
+                timings = dict(getattr(rendered, "timings", {}) or {})
+                timings["write_s"] = time.perf_counter() - t0
+                return {**base, "status": "ok", "timings": timings, "resamples": len(getattr(rendered, "rejected", [])),
+                        "scan_id": scan_id, "preview_error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            if is_storage_error(exc):
+                return {**base, "status": "error", "reason": "io_error", "retryable": False, "stop": True,
+                        "error": f"{type(exc).__name__}: {str(exc).strip()[:300]}", "scan_id": scan_id}
             return self._unexpected(base, scan_id, exc)
         return {**base, "status": "ok", "timings": res["timings"], "resamples": res["resamples"],
                 "scan_id": res["record"]["subject_id"]}
+
+    def _written(self, key: str) -> bool:
+        """The sample's record and members are on disk and match (its write completed)."""
+        from ..contract import verify_sample
+
+        try:
+            return verify_sample(self.out_dir, key) == []
+        except Exception:
+            return False
 
     def pid(self) -> int:
         return os.getpid()

@@ -32,17 +32,18 @@ def _parse_indices(s: str) -> list[int]:
 
 def _parse_sets(items: list[str] | None) -> dict[str, Any]:
     """``--set a.b=VALUE`` (VALUE parsed with ``yaml.safe_load``) -> ``{"a.b": value}``."""
-    import yaml
+    from .. import safeyaml
 
     out: dict[str, Any] = {}
     for it in items or []:
         k, sep, v = it.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", k.strip()):
-            raise ConfigError(f"--set {it!r}: expected KEY=VALUE with a dotted key, e.g. render.samples=1024")
+            raise ConfigError(f"--set {safeyaml.bounded_repr(it)}: expected KEY=VALUE with a dotted key, "
+                              "e.g. render.samples=1024")
         try:
-            out[k.strip()] = yaml.safe_load(v)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {it!r}: value is not valid YAML ({exc})") from None
+            out[k.strip()] = safeyaml.load(v, f"--set {k.strip()}")
+        except safeyaml.SafeYAMLError as exc:
+            raise ConfigError(f"value is not usable YAML: {exc}") from None
     return out
 
 
@@ -124,28 +125,66 @@ def cmd_render(args: argparse.Namespace) -> int:
         return 2
     out_dir = out_arg or job.config.output.dir
     if args.dry_run:
-        todo = indices if indices is not None else list(range(job.config.num_samples))
-        import yaml
-
-        pl = describe_plan(job, todo)
-        print(yaml.safe_dump({"config": job.config.model_dump(mode="json", exclude_none=True),
-                              "out": str(Path(out_dir).resolve()), "config_hash": content_hash(job),
-                              "plan": pl}, sort_keys=False), end="")
-        print(f"# dry run: {pl['num_samples']} samples over {len(pl['samples_per_scan'])} scan(s) "
-              f"{pl['samples_per_scan']} and {len(pl['hdris'])} HDRI(s); nothing rendered")
-        from ..runtime import estimate_render, format_estimate
-
-        print(format_estimate(estimate_render(job.config.model_dump(mode="json"), Path(out_dir).resolve(),
-                                              todo=len(todo), workers=args.workers)))
-        return 0
+        try:
+            return _dry_run(job, indices, out_dir, args.workers)
+        except ConfigError as exc:
+            print(f"synthgen render: error: {exc}", file=sys.stderr)
+            return 2
     try:
         summary = run_render(job, out_dir, indices=indices, workers=args.workers, address=args.address,
-                             progress=not args.no_progress, force=args.force, rerender=rerender)
+                             progress=not args.no_progress, force=args.force, rerender=rerender,
+                             force_unlock=args.force_unlock)
     except ConfigError as exc:
         print(f"synthgen render: error: {exc}", file=sys.stderr)
         return 2
-    t = summary["timings"]
+    return _report(summary, Path(out_dir).resolve())
+
+
+def _dry_run(job: Job, indices: list[int] | None, out_dir: str, workers: int | None) -> int:
+    """Print the resolved config, the plan (subject counts: exact, or estimated above
+    planning.EXACT_LIMIT samples) and disk and time estimates; render nothing."""
+    import yaml
+
+    from .hdri_check import check_hdris
+    from ..runtime import estimate_render, format_estimate
+    from .planning import IndexSet, disk_estimate, human_bytes
+
+    check_hdris(job)
+    idx = IndexSet.full(job.config.num_samples) if indices is None else IndexSet.of(indices)
     out = Path(out_dir).resolve()
+    pl = describe_plan(job, idx)
+    disk = disk_estimate(job, out, len(idx))
+    est = estimate_render(job.config.model_dump(mode="json"), out, todo=len(idx), workers=workers)
+    tm = {"seconds_per_sample": round(est["per_sample_s"], 3),
+          "worker_hours": round(est["per_sample_s"] * len(idx) / 3600, 2),
+          "wall_hours": round(est["seconds"] / 3600, 2), "workers": est["workers"], "basis": est["method"]}
+    print(yaml.safe_dump({"config": job.config.model_dump(mode="json", exclude_none=True),
+                          "out": str(out), "config_hash": content_hash(job),
+                          "plan": pl, "estimate": {"disk": disk, "time": tm}}, sort_keys=False), end="")
+    extra = f" (estimated from {pl['estimate_draws']} evenly spread samples)" if pl.get("estimated") else ""
+    print(f"# dry run: {pl['num_samples']} samples over {len(pl['samples_per_scan'])} subject(s) "
+          f"{pl['samples_per_scan']}{extra} and {len(pl['hdris'])} HDRI(s); nothing rendered")
+    print(f"# disk: {human_bytes(disk['bytes_needed'])} ({human_bytes(disk['bytes_per_sample'])}/sample, "
+          f"{disk['basis']}); {human_bytes(disk['bytes_free'])} free at {disk['path']}")
+    print(format_estimate(est) + f"; {tm['worker_hours']:,.1f} worker-hours")
+    return 0
+
+
+EXIT_STOPPED = {"io_error": 3, "cluster_lost": 4, "no_workers": 4}
+"""Exit codes of a run that stopped early (see docs/robustness.md): 3 storage error, 4 no cluster."""
+
+_HINTS = {
+    "io_error": "free space on (or repair) the store's file system, then run the same command again "
+                "(or add --resume) to render the rest",
+    "cluster_lost": "run the same command again (or add --resume) to render the rest",
+    "no_workers": "check the cluster's free CPUs/GPUs (render.threads_per_worker, render.device), then "
+                  "run the same command again (or add --resume) to render the rest",
+}
+
+
+def _report(summary: dict[str, Any], out: Path) -> int:
+    """Print the summary line and problems; the exit code (0, 1 quarantined, 3/4 stopped, 130 interrupted)."""
+    t = summary["timings"]
     peak = summary["peak_worker_rss_mb"]
     failed = summary["failed"]
     print(f"synthgen render: wrote {summary['written']} samples to {out} in "
@@ -155,15 +194,25 @@ def cmd_render(args: argparse.Namespace) -> int:
           f"{summary['skipped']} already complete (skipped), {summary['retried']} retried, "
           f"{len(failed)} failed; {summary['worker_deaths']} worker death(s), {summary['recycled']} recycled; "
           f"peak worker RSS {f'{peak:.0f} MiB' if peak else 'n/a'}")
-    if failed:
-        print(f"synthgen render: {len(failed)} sample(s) quarantined in {out / META_DIR / 'quarantine.json'}:",
+    if summary.get("preview_errors"):
+        print(f"synthgen render: {summary['preview_errors']} preview(s) could not be written (the samples are complete)",
               file=sys.stderr)
+    if failed:
+        where = out / META_DIR / "quarantine.json"
+        print(f"synthgen render: {len(failed)} sample(s) quarantined"
+              f"{'' if str(where) in summary.get('unsaved', []) else ' in ' + str(where)}:", file=sys.stderr)
         for e in failed[:10]:
             print(f"  {e['key']}: {e['reason']}: {e['error']}", file=sys.stderr)
     if summary["interrupted"]:
         print("synthgen render: interrupted; run the same command again (or add --resume) to render the rest",
               file=sys.stderr)
         return 130
+    stopped = summary.get("stopped")
+    if stopped:
+        print(f"synthgen render: stopped early ({stopped['reason']}): {stopped['message']}; "
+              f"{summary['not_rendered']} planned sample(s) not rendered. {_HINTS.get(stopped['reason'], '')}",
+              file=sys.stderr)
+        return EXIT_STOPPED.get(stopped["reason"], 1)
     return 1 if failed else 0
 
 
@@ -175,7 +224,9 @@ def add_parser(sub) -> None:
                     "Re-running into the same --out renders only samples that are missing or incomplete; a "
                     "different config into it is refused (exit 2) unless --force. Workers that die are replaced "
                     "and their samples retried (render.max_retries); samples that keep failing are quarantined in "
-                    "OUT/_meta/quarantine.json (exit 1).",
+                    "OUT/_meta/quarantine.json (exit 1). One driver per --out (a second is refused, exit 2). "
+                    "A run stopped by a full or failing disk exits 3; by a lost cluster or no worker for "
+                    "render.max_wait_for_workers_s, 4; Ctrl-C, 130. See docs/robustness.md.",
         epilog="examples:\n  synthgen render --config configs/portrait.yaml\n"
                "  synthgen render --config configs/smoke.yaml --out /tmp/smoke --num-samples 2\n"
                "  synthgen render --resume --out /tmp/smoke        # continue with the config recorded there\n"
@@ -200,7 +251,11 @@ def add_parser(sub) -> None:
                    help="continue the job recorded in --out (the config in _meta/store.json unless --config is given); "
                         "renders only missing samples, as a plain re-run does")
     p.add_argument("--force", action="store_true",
-                   help="render into a folder that holds another job (its planned samples are re-rendered)")
+                   help="render into a folder that holds another job (its planned samples are re-rendered), "
+                        "and start even when the disk space check says the samples will not fit")
+    p.add_argument("--force-unlock", action="store_true",
+                   help="take over the store's lock (_meta/lock) when its holder cannot be checked from this "
+                        "host (another host, or an O_EXCL lock on NFS); never breaks a live driver on this host")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and the plan, render nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_render)

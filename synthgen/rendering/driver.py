@@ -25,30 +25,55 @@ Orchestration:
 - Ctrl-C / SIGTERM: the driver kills its actors, removes ``.tmp-*`` leftovers and exits 130.
 - Without ``--address`` (and ``RAY_ADDRESS``) an embedded local cluster starts, never a leftover
   local one; ``--address`` joins a cluster (:func:`synthgen.raycluster.init_ray`).
+
+Hardening (docs/robustness.md):
+- One driver per store: an exclusive lock on ``_meta/lock`` (:mod:`synthgen.storelock`) from before
+  the first write to after the summary; a second driver is refused (exit 2) naming the holder.
+- Preflight before anything is written: ``--out`` usable (exit 2 otherwise), every HDRI decoded
+  (:mod:`synthgen.rendering.hdri_check`), the planned samples' size against the free disk space
+  (exit 2 unless ``--force``).
+- A storage error (disk full, I/O error) on a sample stops giving out work; a lost embedded cluster
+  or no worker for ``render.max_wait_for_workers_s`` ends the run. The summary, ``run_end`` and the
+  quarantine are still written (printed when even that fails).
+- Planning is lazy: indices are ranges, subjects are computed in vectorised windows, so the
+  driver's memory does not grow with ``num_samples``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import re
+import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..atomic import write_json_atomic
 from ..contract import META_DIR
-from ..errors import GpuClusterError, StoreMismatchError  # noqa: F401 (re-exported)
-from ..store import clean_tmp, complete_keys
+from ..errors import ConfigError, GpuClusterError, RunStopped, StoreMismatchError  # noqa: F401 (re-exported)
+from ..raycluster import EmbeddedCluster, is_embedded, start_ray
+from ..store import check_keys, clean_tmp, list_store, sample_complete
+from ..storelock import StoreLock
 from .config import Job, content_hash
+from .hdri_check import check_hdris
 from .ledger import Ledger, check_store, update_quarantine, write_store_meta
+from .planning import IndexSet, count_done, disk_estimate, human_bytes, todo_chunks
 from .sampling import sample_key
 from .scheduler import STOP, Scheduler
-from ..raycluster import init_ray
 
 log = logging.getLogger("synthgen.render")
+
+DAMAGED_LOG_LIMIT = 20
+SPACE_MARGIN_BYTES = 64 * 2**20
+"""Free space kept beyond the estimate (the ledger, run files, file-system overhead); at most 2 %
+of the file system's size."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,14 +99,91 @@ def _sigterm_as_interrupt():
             signal.signal(sig, h)
 
 
+def check_out(out: Path) -> None:
+    """Refuse an unusable output folder before anything runs: a file, a parent that is a file, a
+    folder (or nearest existing parent) that cannot be written (permissions, read-only file system).
+
+    Raises:
+        ConfigError: the message names the path and the reason.
+    """
+    try:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file, not a folder; give a folder for the sample store")
+        probe = out
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise ConfigError(f"--out {out}: {probe} is a file, so the folder cannot be created there")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            ro = False
+            with contextlib.suppress(OSError):
+                ro = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+            what = "is on a read-only file system" if ro else "is not writable by this user"
+            if probe == out:
+                raise ConfigError(f"--out {out}: cannot write the sample store there: the folder {what}")
+            raise ConfigError(f"--out {out}: cannot create the folder: {probe} {what}")
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")) from None
+
+
+def _complete_indices(job: Job, out: Path, idx: IndexSet, chash: str) -> np.ndarray:
+    """Sorted indices of ``idx`` whose samples are complete in ``out``; logs each planned sample
+    that is there but damaged (named, with :func:`synthgen.store.sample_problems`' reason), since
+    the run renders it again. Costs one listing plus a check of the planned samples present."""
+    try:
+        listing = list_store(out)
+    except OSError:
+        return np.zeros(0, np.int64)
+    pat = re.compile(rf"^{re.escape(job.config.name)}_s{job.config.seed}_(\d{{6,}})$")
+    present: dict[str, int] = {}
+    for key in listing.members:
+        m = pat.match(key)
+        if m and int(m.group(1)) in idx and sample_key(job, int(m.group(1))) == key:
+            present[key] = int(m.group(1))
+    problems = check_keys(out, sorted(present), chash)
+    done = sorted(present[k] for k, p in problems.items() if not p)
+    damaged = [(k, p) for k, p in problems.items() if p]
+    for k, p in damaged[:DAMAGED_LOG_LIMIT]:
+        log.warning("re-rendering %s: %s", k, "; ".join(p[:3]))
+    if len(damaged) > DAMAGED_LOG_LIMIT:
+        log.warning("... and %d more damaged or incomplete sample(s) to re-render", len(damaged) - DAMAGED_LOG_LIMIT)
+    return np.array(done, dtype=np.int64)
+
+
+def _check_space(job: Job, out: Path, n_todo: int, force: bool) -> dict[str, Any]:
+    """Refuse (ConfigError) when the planned samples clearly cannot fit on the disk of ``out``."""
+    est = disk_estimate(job, out, n_todo)
+    free, need = est["bytes_free"], est["bytes_needed"]
+    if free is None:
+        return est
+    # the pixel model is uncompressed: compressed samples may need half of it
+    low = need if est["basis"] == "measured" else need // 2
+    msg = (f"{n_todo} samples need about {human_bytes(need)} ({human_bytes(est['bytes_per_sample'])} each, "
+           f"{'measured on the samples in the store' if est['basis'] == 'measured' else 'estimated from W x H, before compression'}); "
+           f"{est['path']} has {human_bytes(free)} free")
+    margin = SPACE_MARGIN_BYTES
+    with contextlib.suppress(OSError):
+        margin = min(margin, shutil.disk_usage(est["path"]).total // 50)
+    if low + margin > free:
+        if not force:
+            raise ConfigError(f"--out {out}: not enough disk space: {msg}. Free space, lower num_samples, "
+                              "use another --out, or --force to start anyway (the run then stops at the "
+                              "first write that fails, exit 3)")
+        log.warning("--force: %s; the run stops when the disk is full", msg)
+    elif need > free:
+        log.warning("the store may not fit: %s", msg)
+    return est
+
+
 def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None = None,
                workers: int | None = None, address: str | None = None,
-               progress: bool = True, force: bool = False, rerender: bool = False) -> dict[str, Any]:
+               progress: bool = True, force: bool = False, rerender: bool = False,
+               force_unlock: bool = False) -> dict[str, Any]:
     """Render ``indices`` (default: all samples of the job) into ``out_dir`` on Ray.
 
     Samples already complete in ``out_dir`` (see :func:`synthgen.store.sample_complete`) are skipped
     unless ``rerender``. Without ``address`` (and ``RAY_ADDRESS``) an embedded local Ray cluster is
-    started (:func:`synthgen.raycluster.init_ray`). A KeyboardInterrupt (Ctrl-C, SIGTERM) stops the
+    started (:func:`synthgen.raycluster.start_ray`). A KeyboardInterrupt (Ctrl-C, SIGTERM) stops the
     run cleanly and is reported as ``interrupted`` in the summary instead of propagating.
 
     Returns:
@@ -89,44 +191,93 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None =
         failures), ``failed`` (quarantined entries: key, index, scan_id, reason, error, attempts),
         ``worker_deaths``, ``recycled``, ``workers`` (slots), ``worker_stats`` (per worker process:
         pid, node, samples, RSS at start / last / peak in MiB, how it ended), ``peak_worker_rss_mb``,
-        ``interrupted``, ``wall_s``, ``samples_per_min``, summed ``timings`` (setup_s, render_s,
-        write_s), ``resamples`` and ``threads_per_worker``.
+        ``interrupted``, ``stopped`` (None, or ``{"reason": "io_error" | "cluster_lost" |
+        "no_workers", "message"}`` when the run ended early), ``not_rendered`` (planned samples
+        neither written nor quarantined), ``preview_errors``, ``wall_s``, ``samples_per_min``, summed
+        ``timings`` (setup_s, render_s, write_s), ``resamples``, ``threads_per_worker`` and
+        ``unsaved`` (run files that could not be written, e.g. on a full disk; their content is
+        printed to stderr).
 
     Raises:
+        ConfigError: unusable ``out_dir``, a corrupt HDRI, not enough disk space (unless ``force``),
+            the store is locked by another driver (:class:`StoreLockedError`).
         StoreMismatchError: ``out_dir`` holds another job and not ``force`` (before Ray starts).
         GpuClusterError: ``render.device: gpu`` on a cluster without GPUs (the folder is left as it was).
     """
     cfg = job.config
     out = Path(out_dir).resolve()
-    indices = list(range(cfg.num_samples)) if indices is None else sorted(set(indices))
+    idx = IndexSet.full(cfg.num_samples) if indices is None else IndexSet.of(indices)
+    check_out(out)
+    check_hdris(job)
     chash = content_hash(job)
-    prev = check_store(job, out, chash, force=force)
+    check_store(job, out, chash, force=force)  # another job: refused before anything is touched
     meta = out / META_DIR
-    meta.mkdir(parents=True, exist_ok=True)
-    write_store_meta(job, out, chash, prev)
-    n_tmp = clean_tmp(out)
+    created = [d for d in (out, meta) if not d.exists()]
+    lock = StoreLock(out)
+    try:
+        lock.acquire(force_unlock=force_unlock)
+    except OSError as exc:
+        _remove_created(created)
+        raise ConfigError(f"--out {out}: cannot create the store's lock ({exc.strerror or exc})") from None
+    except BaseException:
+        _remove_created(created)
+        raise
+    if lock.stale:
+        print(f"synthgen render: took over the lock of a driver that is gone (pid {lock.stale.get('pid')} on "
+              f"{lock.stale.get('host')})", file=sys.stderr)
+    try:
+        return _run_locked(job, out, idx, chash, workers, address, progress, force, rerender, lock, created)
+    finally:
+        lock.release()
+
+
+def _remove_created(created: list[Path]) -> None:
+    for d in reversed(created):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
+def _run_locked(job: Job, out: Path, idx: IndexSet, chash: str, workers: int | None, address: str | None,
+                progress: bool, force: bool, rerender: bool, lock: StoreLock, created: list[Path]) -> dict[str, Any]:
+    cfg = job.config
+    meta = out / META_DIR
+    try:
+        prev = check_store(job, out, chash, force=force)  # again, now that no one else writes
+        done = np.zeros(0, np.int64) if rerender else _complete_indices(job, out, idx, chash)
+        n_todo = len(idx) - (count_done(idx, done) if len(done) else 0)
+        _check_space(job, out, n_todo, force)
+    except BaseException:
+        lock.release()
+        _remove_created(created)
+        raise
+    try:
+        write_store_meta(job, out, chash, prev)
+        ledger = Ledger(meta / "ledger.jsonl")
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write the store's run files ({exc.strerror or exc}: "
+                          f"{exc.filename or meta})") from None
+    n_tmp = clean_tmp(out)  # we hold the lock: every .tmp-* file is abandoned
     if n_tmp:
         log.info("removed %d leftover .tmp-* file(s) of an earlier, interrupted run", n_tmp)
-    keys = {i: sample_key(job, i) for i in indices}
-    done_before = set() if rerender else complete_keys(out, list(keys.values()), chash)
-    todo = [i for i in indices if keys[i] not in done_before]
-    summary = _new_summary(cfg.render.threads_per_worker, len(done_before))
-    if done_before:
+    summary = _new_summary(cfg.render.threads_per_worker, len(done))
+    if len(done):
         log.info("%d of %d sample(s) already complete in %s; rendering the other %d",
-                 len(done_before), len(indices), out, len(todo))
-    ledger = Ledger(meta / "ledger.jsonl")
-    ledger.event("run_start", config_hash=chash, samples=len(indices), todo=len(todo),
-                 skipped=len(done_before), pid=os.getpid())
-    if not todo:
-        ledger.event("run_end", **{k: summary[k] for k in ("written", "skipped", "retried")}, failed=0)
-        ledger.close()
-        write_json_atomic(meta / "run.json", {**summary, "status": "complete", "config_hash": chash,
-                                              "finished": time.time()})
-        update_quarantine(meta, [], set(keys.values()), set(keys.values()))
+                 len(done), len(idx), out, n_todo)
+    ledger.event("run_start", config_hash=chash, samples=len(idx), todo=n_todo,
+                 skipped=len(done), pid=os.getpid())
+    if not n_todo:
+        _finish(job, out, idx, n_todo, None, 0.0, summary, chash, ledger)
         _write_card(out)
         return summary
-    run, wall = _run_on_ray(job, out, todo, workers, address, progress, chash, ledger, prev, summary)
-    _finish(job, meta, todo, done_before, run, wall, summary, chash, ledger)
+    todo = todo_chunks(idx, done)
+    try:
+        run, wall = _run_on_ray(job, out, todo, n_todo, workers, address, progress, chash, ledger, summary, lock)
+    except ConfigError:  # refused once Ray was up (e.g. no GPU): leave the folder as it was
+        ledger.close()
+        lock.release()
+        _forget_refused_run(meta, out, prev)
+        raise
+    _finish(job, out, idx, n_todo, run, wall, summary, chash, ledger)
     _write_card(out)
     return summary
 
@@ -145,15 +296,19 @@ def _write_card(out: Path) -> None:
 def _new_summary(threads: int, skipped: int) -> dict[str, Any]:
     return {"written": 0, "skipped": skipped, "retried": 0, "failed": [], "worker_deaths": 0,
             "recycled": 0, "workers": 0, "threads_per_worker": threads, "worker_stats": [],
-            "peak_worker_rss_mb": None, "interrupted": False, "wall_s": 0.0, "samples_per_min": 0.0,
-            "timings": {"setup_s": 0.0, "render_s": 0.0, "write_s": 0.0}, "resamples": 0}
+            "peak_worker_rss_mb": None, "interrupted": False, "stopped": None, "not_rendered": 0,
+            "preview_errors": 0, "wall_s": 0.0, "samples_per_min": 0.0,
+            "timings": {"setup_s": 0.0, "render_s": 0.0, "write_s": 0.0}, "resamples": 0, "unsaved": []}
 
 
 def _worker_count(ray, cfg, workers: int | None, address: str | None, n_todo: int) -> int:
     """Worker slots: ``--workers``, else the config's ``workers``, else CPUs / threads per worker;
-    with ``render.device: gpu`` one per GPU (GpuClusterError when the cluster has none)."""
+    with ``render.device: gpu`` one per GPU (GpuClusterError when the cluster has none). On the
+    embedded cluster a worker that needs more CPUs than the machine has is refused (ConfigError):
+    it would wait forever."""
     threads = cfg.render.threads_per_worker
-    n_workers = workers or cfg.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    n_workers = workers or cfg.workers or max(1, cpus // threads)
     if cfg.render.device == "gpu":
         n_gpu = int(ray.cluster_resources().get("GPU", 0))
         if n_gpu < 1:
@@ -162,6 +317,9 @@ def _worker_count(ray, cfg, workers: int | None, address: str | None, n_todo: in
                 "has no GPUs (ray.cluster_resources() lists none); use render.device: cpu "
                 "or start Ray on GPU nodes")
         n_workers = min(workers or cfg.workers or n_gpu, n_gpu)
+    elif is_embedded(address) and threads > cpus:
+        raise ConfigError(f"render.threads_per_worker: {threads}, but this machine's embedded Ray cluster "
+                          f"has {cpus} CPU(s), so no worker could ever start; lower it")
     return max(1, min(n_workers, n_todo))
 
 
@@ -179,79 +337,120 @@ def _forget_refused_run(meta: Path, out: Path, prev: dict[str, Any] | None) -> N
         write_json_atomic(meta / "store.json", prev)
 
 
-def _run_on_ray(job: Job, out: Path, todo: list[int], workers: int | None, address: str | None,
-                progress: bool, chash: str, ledger: Ledger, prev: dict[str, Any] | None,
-                summary: dict[str, Any]) -> tuple[Scheduler | None, float]:
-    """Start or join Ray, run the scheduler to the end (or an interrupt), shut down; returns (scheduler, wall s)."""
+def _run_on_ray(job: Job, out: Path, todo, n_todo: int, workers: int | None, address: str | None,
+                progress: bool, chash: str, ledger: Ledger, summary: dict[str, Any],
+                lock: StoreLock) -> tuple[Scheduler | None, float]:
+    """Start or join Ray, run the scheduler to the end (or an interrupt, or a stop), shut down;
+    returns (scheduler, wall s)."""
     import ray
     from tqdm import tqdm
 
     started_ray = False
+    cluster: EmbeddedCluster | None = None
     run: Scheduler | None = None
     bar = None
     t0 = time.perf_counter()
     try:
         try:
-            started_ray = init_ray(address)
+            started_ray, cluster = start_ray(address)
+            if cluster is not None:
+                lock.update(ray=cluster.record())
             with _sigterm_as_interrupt():  # after ray.init, which installs its own SIGTERM handler
-                n_workers = _worker_count(ray, job.config, workers, address, len(todo))
-                bar = tqdm(total=len(todo), desc="render", unit="sample", disable=not progress, file=sys.stderr)
-                run = Scheduler(ray, job, out, todo, n_workers, chash, ledger, bar)
-                log.info("rendering %d samples (%s) with %d worker(s) x %d thread(s) into %s",
-                         len(todo), ", ".join(f"{s}: {len(v)}" for s, v in run.queues.items()),
+                n_workers = _worker_count(ray, job.config, workers, address, n_todo)
+                bar = tqdm(total=n_todo, desc="render", unit="sample", disable=not progress, file=sys.stderr)
+                run = Scheduler(ray, job, out, todo, n_workers, chash, ledger, bar,
+                                health=cluster.lost if cluster is not None else None)
+                first = ", ".join(f"{s}: {len(v)}" for s, v in list(run.queues.items())[:20] if v)
+                log.info("rendering %d samples (%s%s) with %d worker(s) x %d thread(s) into %s",
+                         n_todo, first, "" if run.queued >= n_todo else f"; first {run.queued} planned",
                          n_workers, job.config.render.threads_per_worker, out)
                 t0 = time.perf_counter()
                 run.run()
-        except GpuClusterError:
+        except ConfigError:
             ledger.close()
-            _forget_refused_run(out / META_DIR, out, prev)
             raise
         except KeyboardInterrupt:
             summary["interrupted"] = True
             log.warning("interrupted: stopping the workers; complete samples stay, the rest render "
                         "on the next run with the same command (or --resume)")
+        except RunStopped as exc:
+            if run is not None and run.stopped is None:
+                run.stopped = exc
+            log.error("stopping the run (%s): %s", exc.reason, exc.message)
     finally:
         with contextlib.suppress(BaseException):
             if bar is not None:
                 bar.close()
+        with contextlib.suppress(BaseException):
             if run is not None:
-                run.shutdown("interrupted" if summary["interrupted"] else "finished")
-            if started_ray:
+                run.shutdown("interrupted" if summary["interrupted"] else
+                             (run.stopped.reason if run.stopped else "finished"))
+        if started_ray:
+            with contextlib.suppress(BaseException):
                 ray.shutdown()
-            elif summary["interrupted"]:
-                time.sleep(1.0)  # let killed actors of an external cluster stop writing
+        elif summary["interrupted"]:
+            time.sleep(1.0)  # let killed actors of an external cluster stop writing
+        if cluster is not None:
+            cluster.close()
+        with contextlib.suppress(BaseException):
             clean_tmp(out)
     return run, time.perf_counter() - t0
 
 
-def _finish(job: Job, meta: Path, todo: list[int], done_before: set[str], run: Scheduler | None, wall: float,
+def _save(path: Path, obj: Any, summary: dict[str, Any], what: str) -> None:
+    """Write a run file; when that fails (disk full...), print its content to stderr instead."""
+    try:
+        write_json_atomic(path, obj)
+    except OSError as exc:
+        summary["unsaved"].append(str(path))
+        print(f"synthgen render: could not write {path} ({exc.strerror or exc}); {what} follows:\n"
+              + json.dumps(obj, indent=1, sort_keys=True, default=str), file=sys.stderr)
+
+
+def _finish(job: Job, out: Path, idx: IndexSet, n_todo: int, run: Scheduler | None, wall: float,
             summary: dict[str, Any], chash: str, ledger: Ledger) -> None:
-    """Fill the summary, update the quarantine list, write ``_meta/run.json`` and the ``run_end`` event."""
-    results = run.results if run else []
+    """Fill the summary, update the quarantine list, write ``_meta/run.json`` and the ``run_end``
+    event (each printed to stderr when it cannot be written)."""
+    meta = out / META_DIR
     quarantined = run.quarantined if run else []
     stats = run.workers if run else []
-    timings = {k: sum(r["timings"][k] for r in results) for k in ("setup_s", "render_s", "write_s")}
     peaks = [w["peak_rss_mb"] for w in stats if w.get("peak_rss_mb")]
+    written = run.written if run else 0
+    stopped = run.stopped if run else None
     summary.update(
-        written=len(results), failed=quarantined, wall_s=wall, workers=len(run.slots) if run else 0,
+        written=written, failed=quarantined, wall_s=wall, workers=len(run.slots) if run else 0,
         retried=run.retried if run else 0, worker_deaths=run.worker_deaths if run else 0,
         recycled=run.recycled if run else 0, worker_stats=stats, peak_worker_rss_mb=max(peaks) if peaks else None,
-        samples_per_min=60.0 * len(results) / wall if wall > 0 else 0.0, timings=timings,
-        resamples=sum(r["resamples"] for r in results))
-    attempted = {sample_key(job, i) for i in todo}
-    written = {r["key"] for r in results}
-    update_quarantine(meta, quarantined, attempted if not summary["interrupted"] else
-                      written | {e["key"] for e in quarantined}, done_before | written)
-    status = "interrupted" if summary["interrupted"] else ("failures" if quarantined else "complete")
-    write_json_atomic(meta / "run.json", {**summary, "status": status, "config_hash": chash,
-                                          "finished": time.time()})
-    ledger.event("run_end", status=status, written=len(results), skipped=len(done_before),
-                 retried=summary["retried"], failed=len(quarantined), worker_deaths=summary["worker_deaths"],
-                 recycled=summary["recycled"], workers=[{k: w.get(k) for k in ("pid", "samples", "peak_rss_mb", "end")}
-                                                        for w in stats])
+        samples_per_min=60.0 * written / wall if wall > 0 else 0.0,
+        timings=dict(run.timings) if run else summary["timings"], resamples=run.resamples if run else 0,
+        preview_errors=run.preview_errors if run else 0,
+        stopped={"reason": stopped.reason, "message": stopped.message} if stopped else None,
+        not_rendered=max(0, n_todo - written - len(quarantined)))
+    went_to_end = not summary["interrupted"] and stopped is None
+
+    def settled(e: dict) -> bool:  # an earlier quarantine entry that this run resolved
+        if went_to_end and isinstance(e.get("index"), int) and e["index"] in idx:
+            return True
+        return bool(e.get("key")) and sample_complete(out, e["key"], chash)
+
+    try:
+        update_quarantine(meta, quarantined, settled)
+    except OSError as exc:
+        summary["unsaved"].append(str(meta / "quarantine.json"))
+        print(f"synthgen render: could not update {meta / 'quarantine.json'} ({exc.strerror or exc}); this "
+              "run's quarantined samples follow:\n" + json.dumps(quarantined, indent=1, default=str), file=sys.stderr)
+    status = ("interrupted" if summary["interrupted"] else stopped.reason if stopped
+              else ("failures" if quarantined else "complete"))
+    _save(meta / "run.json", {**summary, "status": status, "config_hash": chash, "finished": time.time()},
+          summary, "the run summary")
+    end = dict(status=status, written=written, skipped=summary["skipped"], retried=summary["retried"],
+               failed=len(quarantined), worker_deaths=summary["worker_deaths"], recycled=summary["recycled"],
+               not_rendered=summary["not_rendered"],
+               workers=[{k: w.get(k) for k in ("pid", "samples", "peak_rss_mb", "end")} for w in stats])
+    if stopped:
+        end["stopped"] = summary["stopped"]
+    if not ledger.event("run_end", **end):
+        summary["unsaved"].append(str(ledger.path))
+        print("synthgen render: could not append run_end to the ledger; it follows:\n"
+              + json.dumps(end, sort_keys=True, default=str), file=sys.stderr)
     ledger.close()
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-

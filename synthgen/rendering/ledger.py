@@ -9,27 +9,25 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .. import __version__
 from ..atomic import write_json_atomic
 from ..contract import META_DIR
 from ..errors import StoreMismatchError
+from ..safeyaml import bounded_repr
 from ..store import read_store_meta
 from .config import RUN_ONLY_KEYS, Job
-from .sampling import plan, sample_key
+from .planning import IndexSet
 
 log = logging.getLogger("synthgen.render")
 
-def describe_plan(job: Job, indices: list[int]) -> dict[str, Any]:
-    groups = plan(job, indices)
-    return {
-        "num_samples": len(indices),
-        "first_key": sample_key(job, indices[0]) if indices else None,
-        "samples_per_scan": {k: len(v) for k, v in groups.items()},
-        "scans": [{"id": s.id, "path": s.path, "size": s.size.model_dump(exclude_none=True)} for s in job.scans],
-        "hdris": [{"id": h.id, "path": h.path} for h in job.hdris],
-    }
+def describe_plan(job: Job, indices) -> dict[str, Any]:
+    """The plan of ``indices`` (an :class:`~synthgen.rendering.planning.IndexSet` or any iterable of
+    indices): see :func:`synthgen.rendering.planning.describe_plan`."""
+    from .planning import describe_plan as _describe
+
+    return _describe(job, indices)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -55,7 +53,7 @@ def _config_diff(old: dict, new: dict, limit: int = 6) -> list[str]:
             continue
         va, vb = a.get(k, "<unset>"), b.get(k, "<unset>")
         if va != vb:
-            ra, rb = (r if len(r) <= 70 else r[:67] + "..." for r in (repr(va), repr(vb)))
+            ra, rb = bounded_repr(va, 70), bounded_repr(vb, 70)
             diffs.append(f"{k}: {ra} -> {rb}")
     return diffs[:limit] + ([f"... and {len(diffs) - limit} more"] if len(diffs) > limit else [])
 
@@ -112,7 +110,7 @@ def write_store_meta(job: Job, out: Path, chash: str, prev: dict[str, Any] | Non
         "config_hash": chash, "name": cfg.name, "seed": cfg.seed, "num_samples": n,
         "config_path": job.config_path,
         "config": cfg.model_dump(mode="json") | {"num_samples": n},
-        "plan": describe_plan(job, list(range(n))),
+        "plan": describe_plan(job, IndexSet.full(n)),
         "created": (prev.get("created") if prev and prev.get("config_hash") == chash else None) or time.time(),
         "updated": time.time(),
     }
@@ -126,38 +124,53 @@ class Ledger:
     """Append-only event log ``_meta/ledger.jsonl`` (one JSON object per line, with ``t`` = unix time).
 
     Events: ``run_start``, ``worker_start``, ``sample_done``, ``sample_retry``, ``sample_quarantined``,
-    ``worker_died``, ``worker_recycled``, ``run_end``. It is informative; completeness is always
-    decided from the samples themselves.
+    ``worker_died``, ``worker_recycled``, ``run_stopping``, ``run_end``. It is informative;
+    completeness is always decided from the samples themselves. A write that fails (disk full,
+    I/O error) is reported once and the log stops (:attr:`error`); the run goes on.
     """
 
     def __init__(self, path: Path):
         self.path = path
+        self.error: OSError | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(path, "a", encoding="utf-8")
 
-    def event(self, kind: str, **fields: Any) -> None:
-        self._fh.write(json.dumps({"t": round(time.time(), 3), "event": kind, **fields}, sort_keys=True) + "\n")
-        self._fh.flush()
+    def event(self, kind: str, **fields: Any) -> bool:
+        """Append one event; False when it could not be written."""
+        if self.error is not None:
+            return False
+        try:
+            self._fh.write(json.dumps({"t": round(time.time(), 3), "event": kind, **fields}, sort_keys=True) + "\n")
+            self._fh.flush()
+        except OSError as exc:
+            self.error = exc
+            log.error("%s: cannot append to the run ledger (%s); no further events are written", self.path,
+                      exc.strerror or exc)
+            return False
+        return True
 
     def close(self) -> None:
-        self._fh.close()
+        with contextlib.suppress(OSError):
+            self._fh.close()
 
 
-def update_quarantine(meta: Path, entries: list[dict], attempted: set[str], complete: set[str]) -> None:
-    """Merge this run's quarantined samples into ``_meta/quarantine.json`` (drop entries that are now
-    complete or were attempted again in this run); remove the file when nothing stays quarantined."""
+def update_quarantine(meta: Path, entries: list[dict], settled: Callable[[dict], bool]) -> None:
+    """Merge this run's quarantined samples into ``_meta/quarantine.json``: earlier entries stay
+    unless quarantined again now or ``settled(entry)`` (complete now, or attempted again by a run
+    that went to its end); the file is removed when nothing stays quarantined.
+
+    Raises:
+        OSError: the file cannot be written.
+    """
     p = meta / "quarantine.json"
     old: list[dict] = []
     if p.exists():
         with contextlib.suppress(OSError, ValueError, AttributeError):
             old = json.loads(p.read_text("utf-8")).get("quarantined", [])
-    keep = [e for e in old if e.get("key") not in attempted and e.get("key") not in complete]
+    new_keys = {e.get("key") for e in entries}
+    keep = [e for e in old if isinstance(e, dict) and e.get("key") not in new_keys and not settled(e)]
     merged = sorted(keep + entries, key=lambda e: e.get("index", 0))
     if merged:
         write_json_atomic(p, {"kind": "synthgen.render_quarantine/1", "quarantined": merged})
     elif p.exists():
         p.unlink()
-
-
-# --------------------------------------------------------------------------------------------
-# Driver

@@ -12,12 +12,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     ValidationError,
 )
 
+from .. import safeyaml
 from ..errors import ConfigError  # noqa: F401 (re-exported)
+from ..safeyaml import bounded_repr
 from .config import HDRI_EXTENSIONS, SCAN_EXTENSIONS, HdriAsset, Job, RenderConfig, ScanAsset
 
 
@@ -37,10 +38,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration ({exc.error_count()} error(s)):"]
     for err in exc.errors():
         loc = _fmt_loc([p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))])
-        val = err.get("input")
-        val_s = repr(val)
-        if len(val_s) > 80:
-            val_s = val_s[:77] + "..."
+        val_s = bounded_repr(err.get("input"), 80)  # never repr() a whole value: it may be huge
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -49,20 +47,15 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
 
 
 def load_yaml(path: str | os.PathLike) -> dict:
-    """Read a YAML mapping with ``yaml.safe_load``. Raises ConfigError naming the file and line."""
+    """Read a YAML mapping with :func:`synthgen.safeyaml.load_file` (safe tags only; size, nesting
+    and alias expansion bounded; UTF-8). Raises ConfigError naming the file and, when known, the line."""
     p = Path(path)
     try:
-        text = p.read_text("utf-8")
+        data = safeyaml.load_file(p)
     except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        raise ConfigError(f"{p}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+        raise ConfigError(f"{p}: cannot read config file ({exc.strerror or exc})") from exc
+    except safeyaml.SafeYAMLError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping of keys, got {type(data).__name__}")
     return data
@@ -194,7 +187,7 @@ def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None
 # :func:`content_hash`, so they may differ between a run and its resumption.
 RUN_ONLY_KEYS = ("num_samples", "workers", "output", "render.threads_per_worker", "render.max_retries",
                  "render.recycle_after_samples", "render.max_worker_rss_mb",
-                 "render.persistent_data")
+                 "render.persistent_data", "render.max_wait_for_workers_s")
 
 
 def content_hash(job: Job) -> str:

@@ -8,14 +8,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ..errors import RunStopped
 from .actor import RenderActorImpl
 from .config import Job
 from .ledger import Ledger
-from .sampling import plan, sample_key, scan_for
+from .planning import Subjects
+from .sampling import sample_key, scan_for
 
 log = logging.getLogger("synthgen.render")
 
@@ -26,16 +32,21 @@ main thread) while the previous one post-processes and writes its files on the a
 
 RECOVERABLE_REASONS = {"worker_died", "exception"}
 
+WINDOW = 200_000
+"""Samples planned ahead (grouped by subject) at a time: a job up to this size is grouped as a
+whole; a larger one is pulled lazily in windows, so the driver's memory does not grow with the job."""
+
+NO_WORKER_LOG_S = 30.0
 
 
-def _next_index(queues: dict[str, deque], current_scan: str | None) -> tuple[str, int] | None:
-    if current_scan is not None and queues.get(current_scan):
-        return current_scan, queues[current_scan].popleft()
-    nonempty = [s for s, q in queues.items() if q]
-    if not nonempty:
-        return None
-    scan = max(nonempty, key=lambda s: len(queues[s]))
-    return scan, queues[scan].popleft()
+def _as_chunks(todo: Iterable) -> Iterator[np.ndarray]:
+    """Accept a list of indices or an iterator of index arrays."""
+    if isinstance(todo, (list, tuple, range)):
+        if len(todo):
+            yield np.asarray(todo, dtype=np.int64)
+        return
+    for arr in todo:
+        yield np.asarray(arr, dtype=np.int64)
 
 
 def _short(exc: BaseException) -> str:
@@ -63,8 +74,11 @@ class _Slot:
 class Scheduler:
     """State of one render run on Ray (see the module docstring for the policy)."""
 
-    def __init__(self, ray, job: Job, out: Path, todo: list[int], n_workers: int, chash: str,
-                 ledger: Ledger, bar):
+    def __init__(self, ray, job: Job, out: Path, todo: Iterable, n_workers: int, chash: str,
+                 ledger: Ledger, bar, health: Callable[[], str | None] | None = None, window: int = WINDOW):
+        """``todo``: sample indices (a list, or an iterator of ascending index arrays, pulled lazily);
+        ``health``: called about once a second, returns why the cluster cannot run work any more
+        (the run then stops with ``cluster_lost``) or None."""
         cfg = job.config
         self.ray, self.job, self.out, self.ledger, self.bar = ray, job, out, ledger, bar
         self.rs = cfg.render
@@ -74,16 +88,69 @@ class Scheduler:
                                 max_restarts=0, max_task_retries=0, max_concurrency=1)(RenderActorImpl)
         self.actor_args = (job.model_dump(mode="json"), str(out), cfg.output.previews,
                            self.rs.threads_per_worker, chash)
-        self.queues = {s: deque(v) for s, v in plan(job, todo).items()}
+        self.subjects = Subjects(job)
+        self.queues: dict[str, deque] = {s.id: deque() for s in job.scans}
+        self.queued = 0
+        self.window = window
+        self._source = _as_chunks(todo)
+        self._exhausted = False
+        self.refill()
         self.slots = [_Slot(i) for i in range(n_workers)]
         self.pending: dict[Any, tuple[str, _Slot, int | None]] = {}
-        self.results: list[dict] = []
+        self.health = health
+        self.written = 0
+        self.timings = {"setup_s": 0.0, "render_s": 0.0, "write_s": 0.0}
+        self.resamples = 0
+        self.preview_errors = 0
+        self.stopped: RunStopped | None = None
         self.quarantined: list[dict] = []
         self.history: dict[int, list[str]] = {}
         self.retried = 0
         self.worker_deaths = 0
         self.recycled = 0
         self.workers: list[dict] = []
+
+    # ---- work queues
+    def refill(self) -> None:
+        """Pull planned indices into the per-subject queues until :attr:`window` are queued."""
+        while not self._exhausted and self.queued < self.window:
+            arr = next(self._source, None)
+            if arr is None:
+                self._exhausted = True
+                break
+            codes = self.subjects.codes(arr)
+            uniq, first = np.unique(codes, return_index=True)
+            for code in uniq[np.argsort(first, kind="stable")]:
+                self.queues.setdefault(self.subjects.name(code), deque()).extend(arr[codes == code].tolist())
+            self.queued += len(arr)
+
+    def next_index(self, current: str | None) -> tuple[str, int] | None:
+        """The next sample of subject ``current``, else of the subject with the longest queue."""
+        if self.queued < self.window // 2:
+            self.refill()
+        q = self.queues.get(current) if current is not None else None
+        if not q:
+            nonempty = [s for s, v in self.queues.items() if v]
+            if not nonempty:
+                return None
+            current = max(nonempty, key=lambda s: len(self.queues[s]))
+            q = self.queues[current]
+        self.queued -= 1
+        return current, q.popleft()
+
+    def has_queued(self) -> bool:
+        return self.queued > 0 or not self._exhausted
+
+    def stop(self, reason: str, message: str) -> None:
+        """Give out no more work (samples in flight still settle); the run ends as ``reason``."""
+        if self.stopped is None:
+            self.stopped = RunStopped(reason, message)
+            log.error("stopping the run (%s): %s", reason, message)
+            self.ledger.event("run_stopping", reason=reason, error=message)
+        for q in self.queues.values():
+            q.clear()
+        self.queued = 0
+        self._exhausted = True
 
     # ---- actors
     def spawn(self, slot: _Slot) -> None:
@@ -134,7 +201,7 @@ class Scheduler:
         if slot.given_up or not slot.ready:
             return
         if slot.retiring:
-            if not slot.inflight and not slot.unwritten and any(self.queues.values()):
+            if not slot.inflight and not slot.unwritten and self.has_queued():
                 self.retire_now(slot, slot.retiring)  # (no new process just to end the run)
                 return
         else:
@@ -143,7 +210,7 @@ class Scheduler:
                 given = sum(i is not None for _, i in slot.inflight) + len(slot.unwritten)
                 if given >= MAX_IN_FLIGHT or (rc and slot.stats["samples"] + given >= rc):
                     break
-                nxt = _next_index(self.queues, slot.scan)
+                nxt = self.next_index(slot.scan)
                 if not nxt:
                     break
                 slot.scan = nxt[0]
@@ -157,7 +224,10 @@ class Scheduler:
 
     # ---- samples
     def requeue(self, index: int) -> None:
+        if self.stopped is not None:
+            return  # not rendered in this run
         self.queues.setdefault(scan_for(self.job, index), deque()).appendleft(index)
+        self.queued += 1
 
     def fail(self, index: int, reason: str, error: str, retryable: bool, pid: Any) -> None:
         hist = self.history.setdefault(index, [])
@@ -182,12 +252,21 @@ class Scheduler:
         st["peak_rss_mb"] = round(max(st["peak_rss_mb"] or 0.0, res["peak_rss_mb"]), 1)
         if res["status"] == "ok":
             st["samples"] += 1
-            self.results.append(res)
+            self.written += 1
+            for k in self.timings:
+                self.timings[k] += float(res["timings"].get(k, 0.0))
+            self.resamples += int(res.get("resamples", 0))
+            extra = {}
+            if res.get("preview_error"):
+                self.preview_errors += 1
+                extra["preview_error"] = res["preview_error"]
             self.ledger.event("sample_done", key=res["key"], index=index, pid=res["pid"],
-                              render_s=round(res["timings"]["render_s"], 3), rss_mb=st["rss_last_mb"])
+                              render_s=round(res["timings"].get("render_s", 0.0), 3), rss_mb=st["rss_last_mb"], **extra)
             self.bar.update(1)
         else:
             self.fail(index, res["reason"], res["error"], res["retryable"], res["pid"])
+            if res.get("stop"):
+                self.stop(res["reason"], f"{res['key']}: {res['error']}")
             if res["retryable"] and not slot.retiring:
                 slot.retiring = "fresh process after an unexpected error"
         rc = self.rs.recycle_after_samples
@@ -254,34 +333,69 @@ class Scheduler:
 
     # ---- loop
     def work_left(self) -> bool:
-        return any(self.queues.values()) or any(s.inflight or s.unwritten for s in self.slots)
+        return self.has_queued() or any(s.inflight or s.unwritten for s in self.slots)
+
+    def _give_up_unstartable(self) -> None:
+        """Every slot failed to start an actor: quarantine the queued samples (the rest of a larger
+        job is left for a later run) and stop."""
+        for q in self.queues.values():
+            while q:
+                i = q.popleft()
+                self.queued -= 1
+                self.history.setdefault(i, [])
+                self.fail(i, "worker_start_failed", "no render worker could be started", False, None)
+        self.stop("no_workers", "no render worker could be started (see the errors above)")
+
+    def _check_waits(self, no_worker_since: float | None, last_log: float) -> float:
+        """Stop when the cluster is lost, or no worker ran for ``render.max_wait_for_workers_s``; log progress."""
+        if self.health is not None:
+            why = self.health()
+            if why:
+                raise RunStopped("cluster_lost", why)
+        if no_worker_since is None:
+            return last_log
+        waited = time.monotonic() - no_worker_since
+        limit = self.rs.max_wait_for_workers_s
+        if limit is not None and waited > limit:
+            raise RunStopped("no_workers", f"no render worker has run for {waited:.0f} s "
+                             f"(render.max_wait_for_workers_s: {limit:g}); the cluster has no room for a "
+                             f"worker ({self.rs.threads_per_worker} CPU(s){' + 1 GPU' if self.rs.device == 'gpu' else ''} each)")
+        if waited - last_log >= NO_WORKER_LOG_S:
+            last_log = waited
+            log.warning("no render worker is running for %.0f s (waiting for cluster resources: %d CPU(s) per "
+                        "worker%s; giving up after %s)", waited, self.rs.threads_per_worker,
+                        ", 1 GPU" if self.rs.device == "gpu" else "",
+                        f"{limit:g} s (render.max_wait_for_workers_s)" if limit else "never: render.max_wait_for_workers_s is null")
+        return last_log
 
     def run(self) -> None:
+        """Schedule until every sample is settled, or the run stops (:attr:`stopped`; raises
+        :class:`RunStopped` for a lost cluster or too long without a worker)."""
         for s in self.slots:
             self.spawn(s)
-        waited = 0.0
+        no_worker_since: float | None = time.monotonic()
+        last_log, last_check = 0.0, 0.0
         while self.work_left():
             if all(s.given_up for s in self.slots):
-                for q in self.queues.values():
-                    while q:
-                        i = q.popleft()
-                        self.history.setdefault(i, [])
-                        self.fail(i, "worker_start_failed", "no render worker could be started", False, None)
+                self._give_up_unstartable()
                 break
             if not self.pending:  # cannot happen while a slot lives; never wait on nothing
-                log.error("no render worker left; %d sample(s) not rendered",
-                          sum(len(q) for q in self.queues.values()))
+                log.error("no render worker left; %d sample(s) not rendered", self.queued)
+                self.stop("no_workers", "no render worker left")
                 break
             done, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=1.0)
             if STOP.is_set():
                 raise KeyboardInterrupt
+            now = time.monotonic()
+            if any(s.ready for s in self.slots):
+                no_worker_since, last_log = None, 0.0
+            elif no_worker_since is None:
+                no_worker_since = now
+            if now - last_check >= 1.0 or not done:
+                last_check = now
+                last_log = self._check_waits(no_worker_since, last_log)
             if not done:
-                waited += 1.0
-                if not any(s.ready for s in self.slots) and waited % 30 == 0:
-                    log.warning("no render worker is running for %.0f s (waiting for cluster resources: "
-                                "%d CPU(s) per worker)", waited, self.rs.threads_per_worker)
                 continue
-            waited = 0.0
             kind, slot, index = self.pending.pop(done[0])
             if kind == "ready":
                 self.on_ready(slot, done[0])
