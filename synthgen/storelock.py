@@ -267,3 +267,32 @@ class StoreLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def lock_holder(store: str | os.PathLike) -> dict[str, Any] | None:
+    """The holder of ``store``'s lock when a writer (e.g. ``synthgen render``) is working in it now,
+    else None; for readers (shard, qa) that want to warn about, or refuse, a store in flux. Read-only:
+    it never creates, takes or removes the lock. A holder on another host is reported (it cannot be
+    checked from here)."""
+    from .contract import META_DIR
+
+    path = Path(store) / META_DIR / LOCK_FILE
+    h = _read(path)
+    if not path.exists():
+        return None
+    if os.environ.get(ENV_MODE, "flock").lower() != "excl":
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return h or {"holder": "unknown"}
+        except OSError:
+            pass  # no flock here: judge by the record
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+    return h if holder_state(h) in ("alive", "unknown") and h else None

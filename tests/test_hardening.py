@@ -137,12 +137,13 @@ def _hold_lock(store: Path, **env: str) -> subprocess.Popen:
 @pytest.mark.parametrize("mode", ["flock", "excl"])
 def test_store_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path: Path, mode: str, monkeypatch):
     from synthgen.errors import StoreLockedError
-    from synthgen.storelock import StoreLock
+    from synthgen.storelock import StoreLock, lock_holder
 
     monkeypatch.setenv("SYNTHGEN_STORE_LOCK", mode)
     store = tmp_path / "store"
     holder = _hold_lock(store, SYNTHGEN_STORE_LOCK=mode)
     try:
+        assert lock_holder(store)["pid"] == holder.pid  # what shard / qa can ask, read-only
         with pytest.raises(StoreLockedError) as e:
             StoreLock(store).acquire()
         assert f"pid {holder.pid} on host" in str(e.value) and "another --out" in str(e.value)
@@ -151,6 +152,7 @@ def test_store_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path: Pa
     finally:
         holder.kill()
         holder.wait()
+    assert lock_holder(store) is None
     lock = StoreLock(store).acquire()  # the holder is gone: its stale lock is taken over
     assert lock.stale is not None and lock.stale["pid"] == holder.pid
     rec = json.loads((store / "_meta" / "lock").read_text())
@@ -488,28 +490,96 @@ def test_dead_raylet_ends_the_run_within_seconds(tmp_path: Path):
     print(f"driver ended {took:.1f} s after the raylet was killed")
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 @pytest.mark.slow
-def test_sigkilled_driver_leaves_no_ray_processes_and_its_lock_is_taken_over(tmp_path: Path):
+@pytest.mark.parametrize("watchdog_too", [False, True], ids=["driver", "driver_and_watchdog"])
+def test_sigkilled_driver_leaves_no_ray_processes_and_its_lock_is_taken_over(tmp_path: Path, watchdog_too: bool):
+    """SIGKILL the driver of an embedded cluster: its watchdog removes every Ray process (the
+    dashboard and runtime-env agents outlive the driver otherwise). With the watchdog killed too, the
+    next driver on the store takes the dead driver's lock over and stops the leftovers it recorded."""
     out, log = tmp_path / "store", tmp_path / "kill.log"
     proc = _start_cli("render", "--config", str(SMOKE), "--out", str(out), "--num-samples", "30", "--workers", "1",
                       *TINY, log=log)
     try:
         _wait_for(lambda: any(e["event"] == "worker_start" for e in _events(out)), proc, log, what="a worker")
         time.sleep(1.5)  # the watchdog samples the process tree every second
-        helpers = _descendants(proc.pid)
+        tree = _descendants(proc.pid)
+        watchdogs = [p for p in tree if "raywatch.py" in _cmdline(p)]
+        assert len(watchdogs) == 1, {p: _cmdline(p)[:100] for p in tree}
+        helpers = {p: c for p, c in tree.items() if p not in watchdogs}
         assert {"raylet", "gcs_server"} <= set(helpers.values()), helpers
+        if watchdog_too:
+            os.kill(watchdogs[0], signal.SIGKILL)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
         proc.kill()
-    deadline = time.time() + 15
+    deadline = time.time() + (5 if watchdog_too else 15)
     while time.time() < deadline and any(_alive(p) for p in helpers):
         time.sleep(0.2)
     left = {p: c for p, c in helpers.items() if _alive(p)}
-    assert left == {}, f"Ray processes outlived the SIGKILLed driver: {left}"
+    if not watchdog_too:
+        assert left == {}, f"Ray processes outlived the SIGKILLed driver: {left}"
     assert (out / "_meta" / "lock").exists()  # left behind by the killed driver
     # the next driver takes the stale lock over (then refuses this job for lack of space, before Ray)
     res = run_cli("render", "--config", str(SMOKE), "--out", str(out), "--num-samples", str(10**12), *TINY)
     assert res.returncode == 2 and f"took over the lock of a driver that is gone (pid {proc.pid}" in res.stderr
     assert "not enough disk space" in res.stderr
     assert not (out / "_meta" / "lock").exists()
+    if watchdog_too:
+        if left:
+            assert "leftover Ray process(es) of that driver" in res.stderr, (left, res.stderr[-2000:])
+        time.sleep(1)
+        assert {p: c for p, c in helpers.items() if _alive(p)} == {}
+
+
+@pytest.mark.slow
+def test_joined_cluster_without_room_for_a_worker_gives_up_after_the_setting(tmp_path: Path):
+    """--address: a worker needs 2 CPUs on a 1-CPU cluster; the driver shows that it waits, then
+    stops after render.max_wait_for_workers_s (exit 4) instead of waiting forever."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        out = tmp_path / "store"
+        t0 = time.perf_counter()
+        res = run_cli("render", "--config", str(SMOKE), "--out", str(out), "--num-samples", "2",
+                      "--address", cluster.address, "--set", "render.threads_per_worker=2",
+                      "--set", "render.max_wait_for_workers_s=6", *TINY, timeout=300)
+        took = time.perf_counter() - t0
+    finally:
+        cluster.shutdown()
+    text = res.stdout + res.stderr
+    assert res.returncode == 4, text[-3000:]
+    assert "no render worker is running for" in text and "render.max_wait_for_workers_s" in text
+    assert "stopped early (no_workers)" in text and "Traceback" not in text
+    run = json.loads((out / "_meta" / "run.json").read_text())
+    assert run["status"] == "no_workers" and run["not_rendered"] == 2
+    assert took < 120
+
+
+@pytest.mark.slow
+def test_hdri_blender_cannot_load_is_an_asset_error_not_retried(tmp_path: Path):
+    """Should an HDRI that passed the preflight (e.g. replaced since) fail in Blender, the worker
+    reports reason asset_error, not retryable, naming the file (in-process render actor, real bpy)."""
+    from synthgen.rendering.actor import RenderActorImpl
+    from synthgen.rendering.config import resolve_job
+
+    bad = tmp_path / "replaced.hdr"
+    bad.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 512 +X 1024\n" + b"\x02\x02\x04" * 100)
+    job = resolve_job(SMOKE, {"render.width": 32, "render.height": 32, "render.samples": 1})
+    data = job.model_dump(mode="json")
+    for h in data["hdris"]:
+        h["path"] = str(bad)
+    actor = RenderActorImpl(data, str(tmp_path / "out"), previews=False, threads=1)
+    report = actor.render(0)
+    assert report["rendered"] is None and len(report["done"]) == 1
+    res = report["done"][0]
+    assert res["status"] == "error" and res["reason"] == "asset_error" and res["retryable"] is False
+    assert str(bad) in res["error"]

@@ -209,7 +209,7 @@ def _report(summary: dict[str, Any], out: Path) -> int:
         return 130
     stopped = summary.get("stopped")
     if stopped:
-        print(f"synthgen render: stopped early ({stopped['reason']}): {stopped['message']}; "
+        print(f"synthgen render: stopped early ({stopped['reason']}): {stopped['message'].rstrip('.')}; "
               f"{summary['not_rendered']} planned sample(s) not rendered. {_HINTS.get(stopped['reason'], '')}",
               file=sys.stderr)
         return EXIT_STOPPED.get(stopped["reason"], 1)

@@ -45,8 +45,6 @@ import contextlib
 import json
 import logging
 import os
-import re
-import shutil
 import signal
 import sys
 import time
@@ -59,21 +57,17 @@ from ..atomic import write_json_atomic
 from ..contract import META_DIR
 from ..errors import ConfigError, GpuClusterError, RunStopped, StoreMismatchError  # noqa: F401 (re-exported)
 from ..raycluster import EmbeddedCluster, is_embedded, start_ray
-from ..store import check_keys, clean_tmp, list_store, sample_complete
+from ..store import clean_tmp, sample_complete
 from ..storelock import StoreLock
 from .config import Job, content_hash
 from .hdri_check import check_hdris
 from .ledger import Ledger, check_store, update_quarantine, write_store_meta
-from .planning import IndexSet, count_done, disk_estimate, human_bytes, todo_chunks
-from .sampling import sample_key
+from .planning import IndexSet, count_done, todo_chunks
+from .preflight import check_out, check_space, complete_indices
 from .scheduler import STOP, Scheduler
 
 log = logging.getLogger("synthgen.render")
 
-DAMAGED_LOG_LIMIT = 20
-SPACE_MARGIN_BYTES = 64 * 2**20
-"""Free space kept beyond the estimate (the ledger, run files, file-system overhead); at most 2 %
-of the file system's size."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -97,82 +91,6 @@ def _sigterm_as_interrupt():
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
-
-
-def check_out(out: Path) -> None:
-    """Refuse an unusable output folder before anything runs: a file, a parent that is a file, a
-    folder (or nearest existing parent) that cannot be written (permissions, read-only file system).
-
-    Raises:
-        ConfigError: the message names the path and the reason.
-    """
-    try:
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"--out {out} is a file, not a folder; give a folder for the sample store")
-        probe = out
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        if not probe.is_dir():
-            raise ConfigError(f"--out {out}: {probe} is a file, so the folder cannot be created there")
-        if not os.access(probe, os.W_OK | os.X_OK):
-            ro = False
-            with contextlib.suppress(OSError):
-                ro = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
-            what = "is on a read-only file system" if ro else "is not writable by this user"
-            if probe == out:
-                raise ConfigError(f"--out {out}: cannot write the sample store there: the folder {what}")
-            raise ConfigError(f"--out {out}: cannot create the folder: {probe} {what}")
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")) from None
-
-
-def _complete_indices(job: Job, out: Path, idx: IndexSet, chash: str) -> np.ndarray:
-    """Sorted indices of ``idx`` whose samples are complete in ``out``; logs each planned sample
-    that is there but damaged (named, with :func:`synthgen.store.sample_problems`' reason), since
-    the run renders it again. Costs one listing plus a check of the planned samples present."""
-    try:
-        listing = list_store(out)
-    except OSError:
-        return np.zeros(0, np.int64)
-    pat = re.compile(rf"^{re.escape(job.config.name)}_s{job.config.seed}_(\d{{6,}})$")
-    present: dict[str, int] = {}
-    for key in listing.members:
-        m = pat.match(key)
-        if m and int(m.group(1)) in idx and sample_key(job, int(m.group(1))) == key:
-            present[key] = int(m.group(1))
-    problems = check_keys(out, sorted(present), chash)
-    done = sorted(present[k] for k, p in problems.items() if not p)
-    damaged = [(k, p) for k, p in problems.items() if p]
-    for k, p in damaged[:DAMAGED_LOG_LIMIT]:
-        log.warning("re-rendering %s: %s", k, "; ".join(p[:3]))
-    if len(damaged) > DAMAGED_LOG_LIMIT:
-        log.warning("... and %d more damaged or incomplete sample(s) to re-render", len(damaged) - DAMAGED_LOG_LIMIT)
-    return np.array(done, dtype=np.int64)
-
-
-def _check_space(job: Job, out: Path, n_todo: int, force: bool) -> dict[str, Any]:
-    """Refuse (ConfigError) when the planned samples clearly cannot fit on the disk of ``out``."""
-    est = disk_estimate(job, out, n_todo)
-    free, need = est["bytes_free"], est["bytes_needed"]
-    if free is None:
-        return est
-    # the pixel model is uncompressed: compressed samples may need half of it
-    low = need if est["basis"] == "measured" else need // 2
-    msg = (f"{n_todo} samples need about {human_bytes(need)} ({human_bytes(est['bytes_per_sample'])} each, "
-           f"{'measured on the samples in the store' if est['basis'] == 'measured' else 'estimated from W x H, before compression'}); "
-           f"{est['path']} has {human_bytes(free)} free")
-    margin = SPACE_MARGIN_BYTES
-    with contextlib.suppress(OSError):
-        margin = min(margin, shutil.disk_usage(est["path"]).total // 50)
-    if low + margin > free:
-        if not force:
-            raise ConfigError(f"--out {out}: not enough disk space: {msg}. Free space, lower num_samples, "
-                              "use another --out, or --force to start anyway (the run then stops at the "
-                              "first write that fails, exit 3)")
-        log.warning("--force: %s; the run stops when the disk is full", msg)
-    elif need > free:
-        log.warning("the store may not fit: %s", msg)
-    return est
 
 
 def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None = None,
@@ -243,9 +161,9 @@ def _run_locked(job: Job, out: Path, idx: IndexSet, chash: str, workers: int | N
     meta = out / META_DIR
     try:
         prev = check_store(job, out, chash, force=force)  # again, now that no one else writes
-        done = np.zeros(0, np.int64) if rerender else _complete_indices(job, out, idx, chash)
+        done = np.zeros(0, np.int64) if rerender else complete_indices(job, out, idx, chash)
         n_todo = len(idx) - (count_done(idx, done) if len(done) else 0)
-        _check_space(job, out, n_todo, force)
+        check_space(job, out, n_todo, force)
     except BaseException:
         lock.release()
         _remove_created(created)
@@ -337,6 +255,21 @@ def _forget_refused_run(meta: Path, out: Path, prev: dict[str, Any] | None) -> N
         write_json_atomic(meta / "store.json", prev)
 
 
+def _health(cluster: EmbeddedCluster, lock: StoreLock, refresh_s: float = 10.0):
+    """The scheduler's health check on the embedded cluster: why it is lost, or None; it also keeps
+    the lock file's record of the cluster's processes current (workers come and go), for a later
+    driver to stop them should this one die with its watchdog."""
+    last = [time.monotonic()]
+
+    def check() -> str | None:
+        if time.monotonic() - last[0] >= refresh_s:
+            last[0] = time.monotonic()
+            lock.update(ray=cluster.record())
+        return cluster.lost()
+
+    return check
+
+
 def _run_on_ray(job: Job, out: Path, todo, n_todo: int, workers: int | None, address: str | None,
                 progress: bool, chash: str, ledger: Ledger, summary: dict[str, Any],
                 lock: StoreLock) -> tuple[Scheduler | None, float]:
@@ -359,7 +292,7 @@ def _run_on_ray(job: Job, out: Path, todo, n_todo: int, workers: int | None, add
                 n_workers = _worker_count(ray, job.config, workers, address, n_todo)
                 bar = tqdm(total=n_todo, desc="render", unit="sample", disable=not progress, file=sys.stderr)
                 run = Scheduler(ray, job, out, todo, n_workers, chash, ledger, bar,
-                                health=cluster.lost if cluster is not None else None)
+                                health=_health(cluster, lock) if cluster is not None else None)
                 first = ", ".join(f"{s}: {len(v)}" for s, v in list(run.queues.items())[:20] if v)
                 log.info("rendering %d samples (%s%s) with %d worker(s) x %d thread(s) into %s",
                          n_todo, first, "" if run.queued >= n_todo else f"; first {run.queued} planned",

@@ -251,13 +251,16 @@ def describe_plan(job: Job, indices: IndexSet | Iterable[int]) -> dict[str, Any]
 def todo_chunks(indices: IndexSet, done: np.ndarray, size: int = CHUNK) -> Iterator[np.ndarray]:
     """``indices`` minus ``done`` (sorted int64 array), lazily, as ascending arrays."""
     for arr in indices.chunks(size):
-        if len(done):
-            arr = arr[~np.isin(arr, done, assume_unique=True)]
+        if len(done):  # only the part of ``done`` within this chunk's span
+            lo, hi = np.searchsorted(done, arr[0]), np.searchsorted(done, arr[-1], side="right")
+            if hi > lo:
+                arr = arr[~np.isin(arr, done[lo:hi], assume_unique=True)]
         if len(arr):
             yield arr
 
 
 def count_done(indices: IndexSet, done: np.ndarray) -> int:
+    """How many of ``done`` are in ``indices``."""
     return int(sum(1 for i in done.tolist() if i in indices))
 
 

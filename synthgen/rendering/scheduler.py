@@ -118,6 +118,9 @@ class Scheduler:
             if arr is None:
                 self._exhausted = True
                 break
+            scans = set(self.subjects.scan_ids)
+            for name in [k for k, q in self.queues.items() if not q and k not in scans]:
+                del self.queues[name]  # generated subjects come and go: keep the dict small
             codes = self.subjects.codes(arr)
             uniq, first = np.unique(codes, return_index=True)
             for code in uniq[np.argsort(first, kind="stable")]:
@@ -360,7 +363,8 @@ class Scheduler:
             raise RunStopped("no_workers", f"no render worker has run for {waited:.0f} s "
                              f"(render.max_wait_for_workers_s: {limit:g}); the cluster has no room for a "
                              f"worker ({self.rs.threads_per_worker} CPU(s){' + 1 GPU' if self.rs.device == 'gpu' else ''} each)")
-        if waited - last_log >= NO_WORKER_LOG_S:
+        every = NO_WORKER_LOG_S if limit is None else min(NO_WORKER_LOG_S, max(1.0, limit / 3))
+        if waited - last_log >= every:
             last_log = waited
             log.warning("no render worker is running for %.0f s (waiting for cluster resources: %d CPU(s) per "
                         "worker%s; giving up after %s)", waited, self.rs.threads_per_worker,
