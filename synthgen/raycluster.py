@@ -56,6 +56,28 @@ def init_ray(address: str | None = None, **kwargs: Any) -> bool:
     return True
 
 
+def check_address(address: str | None, timeout: float = 10.0) -> None:
+    """Fail fast on a ``HOST:PORT`` or ``ray://HOST:PORT`` address nothing listens on (``ray.init``
+    itself retries for minutes). ``auto``, an empty address and other forms are left to Ray.
+
+    Raises:
+        ConnectionError: naming the address and the reason.
+    """
+    import socket
+
+    if not address or address == "auto" or address == "local":
+        return
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = hostport.rstrip("/").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})") from None
+
+
 def is_embedded(address: str | None) -> bool:
     """Whether :func:`init_ray` with ``address`` starts an embedded local cluster."""
     return not address and not os.environ.get("RAY_ADDRESS")
@@ -86,6 +108,15 @@ def _children(pid: int) -> dict[int, tuple[int, str]]:
     return out
 
 
+def _is_ray(pid: int) -> bool:
+    """Whether the process runs Ray code (its command line names Ray's package or binaries)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().lower()
+    except OSError:
+        return False
+    return b"/ray/" in cmd or b"ray::" in cmd or b"raylet" in cmd or b"gcs_server" in cmd
+
+
 class EmbeddedCluster:
     """The processes of the embedded cluster this driver started (see the module docstring)."""
 
@@ -96,7 +127,8 @@ class EmbeddedCluster:
 
     @classmethod
     def capture(cls, before: set[int]) -> "EmbeddedCluster":
-        roots = {p: v for p, v in _children(os.getpid()).items() if p not in before}
+        """The children this process started since ``before`` (its children then) that are Ray's."""
+        roots = {p: v for p, v in _children(os.getpid()).items() if p not in before and _is_ray(p)}
         session = None
         with contextlib.suppress(Exception):
             import ray

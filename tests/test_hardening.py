@@ -583,3 +583,39 @@ def test_hdri_blender_cannot_load_is_an_asset_error_not_retried(tmp_path: Path):
     res = report["done"][0]
     assert res["status"] == "error" and res["reason"] == "asset_error" and res["retryable"] is False
     assert str(bad) in res["error"]
+
+
+def test_scheduler_plans_small_jobs_whole_and_large_ones_in_windows():
+    """A job up to the window is grouped by subject exactly like sampling.plan; a larger one is
+    pulled lazily, never holding much more than a window of indices."""
+    from synthgen.rendering.config import resolve_job
+    from synthgen.rendering.planning import IndexSet, todo_chunks
+    from synthgen.rendering.sampling import plan
+    from synthgen.rendering.scheduler import Scheduler
+
+    class NoRay:
+        def remote(self, **kw):
+            return lambda cls: cls
+
+    job = resolve_job(ROOT / "configs" / "portrait.yaml", {"num_samples": 10**9})
+    done = np.array([3, 7, 8], np.int64)
+    small = Scheduler(NoRay(), job, Path("/nonexistent"), todo_chunks(IndexSet.full(3000), done, 256), 1, "h",
+                      None, None, window=5000)
+    want = plan(job, [i for i in range(3000) if i not in (3, 7, 8)])
+    assert {k: list(v) for k, v in small.queues.items() if v} == want
+    assert list(small.queues)[:len(want)] == list(want)  # same subject order
+    big = Scheduler(NoRay(), job, Path("/nonexistent"), todo_chunks(IndexSet.full(10**9), done, 256), 1, "h",
+                    None, None, window=1000)
+    seen = []
+    for _ in range(5000):
+        seen.append(big.next_index(None)[1])
+        assert big.queued <= 1000 + 256
+    assert len(set(seen)) == 5000 and not set(seen) & {3, 7, 8} and max(seen) < 7000
+
+
+def test_unreachable_address_is_exit_2_at_once(tmp_path: Path):
+    """ray.init retries an unreachable --address for minutes; the driver checks it first."""
+    t0 = time.perf_counter()
+    res = run_cli("render", "--config", str(SMOKE), "--out", str(tmp_path / "o"), "--address", "127.0.0.1:1", *TINY)
+    assert res.returncode == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "o").exists() and time.perf_counter() - t0 < 60

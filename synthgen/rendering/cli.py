@@ -18,16 +18,20 @@ from .ledger import describe_plan
 
 log = logging.getLogger("synthgen.render")
 
-def _parse_indices(s: str) -> list[int]:
-    out: list[int] = []
+def _parse_indices(s: str):
+    """``0,3,5-9`` -> an :class:`~synthgen.rendering.planning.IndexSet` (ranges stay ranges, so
+    ``0-999999999`` costs nothing). Raises ValueError on a malformed list."""
+    from .planning import IndexSet
+
+    ranges: list[tuple[int, int]] = []
     for part in s.split(","):
         part = part.strip()
         if "-" in part:
             a, b = part.split("-", 1)
-            out.extend(range(int(a), int(b) + 1))
+            ranges.append((int(a), int(b) + 1))
         elif part:
-            out.append(int(part))
-    return out
+            ranges.append((int(part), int(part) + 1))
+    return IndexSet(ranges)
 
 
 def _parse_sets(items: list[str] | None) -> dict[str, Any]:
@@ -105,9 +109,12 @@ def _load_job(args: argparse.Namespace, out_dir: str | None) -> tuple[Job, list[
         except ValueError:
             raise ConfigError(f"--indices: {args.indices!r} is not a list like 0,3,5-9") from None
     if indices is not None:
-        bad = [i for i in indices if not 0 <= i < n]
+        from .planning import IndexSet
+
+        idx = indices if isinstance(indices, IndexSet) else IndexSet.of(indices)
+        bad = [str(max(a, n)) if b - 1 <= max(a, n) else f"{max(a, n)}-{b - 1}" for a, b in idx.ranges if b > n]
         if bad:
-            raise ConfigError(f"{'--only' if only else '--indices'}: sample index {bad} outside [0, {n}) "
+            raise ConfigError(f"{'--only' if only else '--indices'}: sample index {', '.join(bad[:10])} outside [0, {n}) "
                               "(num_samples; raise it with --num-samples)")
     return job, indices, bool(only)
 
@@ -140,7 +147,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     return _report(summary, Path(out_dir).resolve())
 
 
-def _dry_run(job: Job, indices: list[int] | None, out_dir: str, workers: int | None) -> int:
+def _dry_run(job: Job, indices, out_dir: str, workers: int | None) -> int:
     """Print the resolved config, the plan (subject counts: exact, or estimated above
     planning.EXACT_LIMIT samples) and disk and time estimates; render nothing."""
     import yaml
@@ -150,7 +157,8 @@ def _dry_run(job: Job, indices: list[int] | None, out_dir: str, workers: int | N
     from .planning import IndexSet, disk_estimate, human_bytes
 
     check_hdris(job)
-    idx = IndexSet.full(job.config.num_samples) if indices is None else IndexSet.of(indices)
+    idx = (IndexSet.full(job.config.num_samples) if indices is None else
+           indices if isinstance(indices, IndexSet) else IndexSet.of(indices))
     out = Path(out_dir).resolve()
     pl = describe_plan(job, idx)
     disk = disk_estimate(job, out, len(idx))

@@ -49,6 +49,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,7 @@ import numpy as np
 from ..atomic import write_json_atomic
 from ..contract import META_DIR
 from ..errors import ConfigError, GpuClusterError, RunStopped, StoreMismatchError  # noqa: F401 (re-exported)
-from ..raycluster import EmbeddedCluster, is_embedded, start_ray
+from ..raycluster import EmbeddedCluster, check_address, is_embedded, start_ray
 from ..store import clean_tmp, sample_complete
 from ..storelock import StoreLock
 from .config import Job, content_hash
@@ -93,11 +94,12 @@ def _sigterm_as_interrupt():
             signal.signal(sig, h)
 
 
-def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None = None,
+def run_render(job: Job, out_dir: str | os.PathLike, indices: Iterable[int] | None = None,
                workers: int | None = None, address: str | None = None,
                progress: bool = True, force: bool = False, rerender: bool = False,
                force_unlock: bool = False) -> dict[str, Any]:
-    """Render ``indices`` (default: all samples of the job) into ``out_dir`` on Ray.
+    """Render ``indices`` (default: all samples of the job; a list or an
+    :class:`~synthgen.rendering.planning.IndexSet`) into ``out_dir`` on Ray.
 
     Samples already complete in ``out_dir`` (see :func:`synthgen.store.sample_complete`) are skipped
     unless ``rerender``. Without ``address`` (and ``RAY_ADDRESS``) an embedded local Ray cluster is
@@ -124,11 +126,17 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: list[int] | None =
     """
     cfg = job.config
     out = Path(out_dir).resolve()
-    idx = IndexSet.full(cfg.num_samples) if indices is None else IndexSet.of(indices)
+    idx = (IndexSet.full(cfg.num_samples) if indices is None else
+           indices if isinstance(indices, IndexSet) else IndexSet.of(indices))
     check_out(out)
     check_hdris(job)
+    try:
+        check_address(address)
+    except ConnectionError as exc:
+        raise ConfigError(f"--address: {exc}") from None
     chash = content_hash(job)
-    check_store(job, out, chash, force=force)  # another job: refused before anything is touched
+    if not force:
+        check_store(job, out, chash)  # another job: refused before anything is touched
     meta = out / META_DIR
     created = [d for d in (out, meta) if not d.exists()]
     lock = StoreLock(out)
@@ -285,7 +293,12 @@ def _run_on_ray(job: Job, out: Path, todo, n_todo: int, workers: int | None, add
     t0 = time.perf_counter()
     try:
         try:
-            started_ray, cluster = start_ray(address)
+            try:
+                started_ray, cluster = start_ray(address)
+            except Exception as exc:  # Ray did not come up (overloaded machine) or the address is unreachable
+                first = (str(exc).strip().splitlines() or [""])[0][:300]
+                raise RunStopped("cluster_lost", f"Ray could not be {'joined at ' + address if address else 'started'}"
+                                                 f" ({type(exc).__name__}: {first})") from None
             if cluster is not None:
                 lock.update(ray=cluster.record())
             with _sigterm_as_interrupt():  # after ray.init, which installs its own SIGTERM handler

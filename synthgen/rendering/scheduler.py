@@ -122,9 +122,12 @@ class Scheduler:
             for name in [k for k, q in self.queues.items() if not q and k not in scans]:
                 del self.queues[name]  # generated subjects come and go: keep the dict small
             codes = self.subjects.codes(arr)
-            uniq, first = np.unique(codes, return_index=True)
-            for code in uniq[np.argsort(first, kind="stable")]:
-                self.queues.setdefault(self.subjects.name(code), deque()).extend(arr[codes == code].tolist())
+            order = np.argsort(codes, kind="stable")  # groups of equal subjects, each ascending
+            uniq, starts = np.unique(codes[order], return_index=True)
+            ends = np.append(starts[1:], len(order))
+            for k in np.argsort(order[starts], kind="stable"):  # subjects in order of first appearance
+                self.queues.setdefault(self.subjects.name(uniq[k]), deque()).extend(
+                    arr[order[starts[k]:ends[k]]].tolist())
             self.queued += len(arr)
 
     def next_index(self, current: str | None) -> tuple[str, int] | None:
