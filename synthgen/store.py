@@ -86,21 +86,28 @@ def read_store_meta(store: str | os.PathLike) -> dict[str, Any] | None:
         raise ConfigError(f"{p}: unreadable run ledger ({exc}); fix or remove it, or use a new --out") from exc
 
 
-def clean_tmp(store: str | os.PathLike) -> int:
+def clean_tmp(store: str | os.PathLike, min_age_s: float = 0.0) -> int:
     """Remove ``.tmp-*`` leftovers of killed writers from the store, ``_meta`` and previews; returns the count.
 
     Call it only while holding the store's lock (:class:`synthgen.storelock.StoreLock`): a
     ``.tmp-*`` file is an atomic write in progress (:mod:`synthgen.atomic`), and with the lock held
     no other driver, and none of its workers, writes into the store, so every such file that is
     not our own in-flight write is provably abandoned. ``synthgen render`` calls it before its
-    workers start and after they have all stopped.
+    workers start and after they have all stopped. ``min_age_s`` keeps files modified more recently
+    than that: after taking over the lock of a driver that just died, whose workers on a joined
+    cluster may take a few seconds to be stopped by Ray.
     """
+    import time
+
     out = Path(store)
     n = 0
+    now = time.time()
     for d in (out, out / META_DIR, out / META_DIR / "previews"):
         if d.is_dir():
             for p in d.glob(TMP_PREFIX + "*"):
                 with contextlib.suppress(OSError):
+                    if min_age_s and now - p.stat().st_mtime < min_age_s:
+                        continue
                     p.unlink()
                     n += 1
     return n

@@ -231,9 +231,10 @@ class RenderSettings(StrictModel):
         None, gt=0, description="replace a worker whose resident memory exceeds this many MiB after a sample "
                                 "(null: no limit)")
     max_wait_for_workers_s: float | None = Field(
-        1800.0, gt=0, description="on a joined cluster (--address), stop the run (exit 4) when no render "
-                                  "worker has run for this many seconds (waiting for resources or nodes); "
-                                  "null: wait forever. An embedded cluster whose raylet dies ends at once")
+        1800.0, gt=0, description="stop the run (exit 4) when no render worker has been running for this "
+                                  "many seconds (waiting for cluster resources or nodes, e.g. on a joined "
+                                  "--address cluster); progress is logged meanwhile; null: wait forever. "
+                                  "An embedded cluster whose raylet or GCS dies ends the run at once")
 
 
 class OutputConfig(StrictModel):

@@ -182,7 +182,9 @@ def _run_locked(job: Job, out: Path, idx: IndexSet, chash: str, workers: int | N
     except OSError as exc:
         raise ConfigError(f"--out {out}: cannot write the store's run files ({exc.strerror or exc}: "
                           f"{exc.filename or meta})") from None
-    n_tmp = clean_tmp(out)  # we hold the lock: every .tmp-* file is abandoned
+    # we hold the lock: every .tmp-* file is abandoned (but a driver that just died may still have
+    # workers on a joined cluster for a few seconds: then only files older than a minute)
+    n_tmp = clean_tmp(out, min_age_s=60.0 if lock.stale else 0.0)
     if n_tmp:
         log.info("removed %d leftover .tmp-* file(s) of an earlier, interrupted run", n_tmp)
     summary = _new_summary(cfg.render.threads_per_worker, len(done))
