@@ -136,11 +136,14 @@ class StoreLock:
         mode: ``"flock"`` or ``"excl"`` once acquired.
     """
 
-    def __init__(self, store: str | os.PathLike, what: str = "synthgen render"):
+    def __init__(self, store: str | os.PathLike, what: str = "synthgen render",
+                 path: str | os.PathLike | None = None):
+        """``store``: the folder to lock; ``what``: the command, for messages; ``path``: the lock
+        file (default ``STORE/_meta/lock``; e.g. a shard folder may prefer ``OUT/.synthgen-lock``)."""
         from .contract import META_DIR
 
         self.store = Path(store)
-        self.path = self.store / META_DIR / LOCK_FILE
+        self.path = Path(path) if path is not None else self.store / META_DIR / LOCK_FILE
         self.what = what
         self.fd: int | None = None
         self.mode: str | None = None
@@ -269,14 +272,14 @@ class StoreLock:
         self.release()
 
 
-def lock_holder(store: str | os.PathLike) -> dict[str, Any] | None:
+def lock_holder(store: str | os.PathLike, path: str | os.PathLike | None = None) -> dict[str, Any] | None:
     """The holder of ``store``'s lock when a writer (e.g. ``synthgen render``) is working in it now,
     else None; for readers (shard, qa) that want to warn about, or refuse, a store in flux. Read-only:
     it never creates, takes or removes the lock. A holder on another host is reported (it cannot be
     checked from here)."""
     from .contract import META_DIR
 
-    path = Path(store) / META_DIR / LOCK_FILE
+    path = Path(path) if path is not None else Path(store) / META_DIR / LOCK_FILE
     h = _read(path)
     if not path.exists():
         return None
