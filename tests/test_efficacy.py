@@ -1,8 +1,10 @@
 """``synthgen efficacy``: metrics by hand, loaders, and tiny end-to-end runs through the real CLI.
 
 End-to-end data: a 4-sample smoke render (48x48, two subjects) through ``synthgen render`` as the
-training store, and two real iPhone TrueDepth portraits (tests/fixtures/efficacy, metric front-camera depth)
-ingested through ``synthgen ingest`` as the evaluation store. The tests that train need PyTorch
+training store, and two real iPhone TrueDepth portraits of a person (tests/fixtures/efficacy; ingest reads
+metric front-camera depth, or finds no confident person and writes an empty mask) ingested through
+``synthgen ingest`` as an evaluation store, plus two photos with relative 8-bit depth
+(tests/fixtures/ingest/image_depth_pairs) as a second one. The tests that train need PyTorch
 (``pip install 'synthgen[train]'``) and are skipped, saying so, when it is not importable.
 """
 
@@ -20,12 +22,12 @@ import numpy as np
 import pytest
 
 from synthgen.efficacy.data import Item, fit_square, load_source, split_by_subject
-from synthgen.efficacy.metrics import (depth_metrics, ellipsoid_depth, lsq_log_fit, rankdata, region_mask,
-                                       spearman)
+from synthgen.efficacy.metrics import depth_metrics, ellipsoid_depth, lsq_log_fit, rankdata, region_mask, spearman
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "configs" / "smoke.yaml"
 FIXTURE = ROOT / "tests" / "fixtures" / "efficacy" / "iphone_truedepth_person"
+PAIRS = ROOT / "tests" / "fixtures" / "ingest" / "image_depth_pairs"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed (pip install 'synthgen[train]'); "
                                                        "the efficacy training tests need it")
@@ -37,7 +39,7 @@ def cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess
     # (/tmp/ray/ray_current_cluster), which ray.init() would otherwise try to join
     e = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1", RAY_ADDRESS="local")
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "synthgen.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "synthgen.cli", *args], check=False, capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=e)
 
 
@@ -141,8 +143,20 @@ def train_store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def real_store(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("eff_real") / "store"
+    """Two real portraits with MediaPipe person masks (depth metric or relative, depending on how
+    ingest reads Apple's depth metadata)."""
+    out = tmp_path_factory.mktemp("eff_real") / "person"
     res = cli("ingest", str(FIXTURE), "--out", str(out), "--format", "heic", "--quiet")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def relative_store(tmp_path_factory) -> Path:
+    """Two real photos with relative 8-bit depth (no person: segmentation off, masks all ones)."""
+    out = tmp_path_factory.mktemp("eff_rel") / "pairs"
+    res = cli("ingest", str(PAIRS), "--out", str(out), "--format", "image-depth-pairs", "--no-segmentation",
+              "--default-intrinsics", "--quiet")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     return out
 
@@ -166,9 +180,11 @@ def test_shard_folder_loads_like_its_store(train_store: Path, tmp_path: Path):
 
 
 @needs_torch
-def test_end_to_end_report_gate_and_determinism(train_store: Path, real_store: Path, tmp_path: Path):
+def test_end_to_end_report_gate_and_determinism(train_store: Path, real_store: Path, relative_store: Path,
+                                                 tmp_path: Path):
     out = tmp_path / "report"
-    args = ["efficacy", "--train", str(train_store), "--eval", str(real_store), "--out", str(out), "--steps", "20",
+    args = ["efficacy", "--train", str(train_store), "--eval", str(real_store), str(relative_store), "--out", str(out),
+            "--steps", "20",
             "--size", "32", "--batch-size", "4", "--seeds", "2", "--threads", "1", "--no-progress"]
     res = cli(*args, "--min-spearman-gain", "-5")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
@@ -180,10 +196,19 @@ def test_end_to_end_report_gate_and_determinism(train_store: Path, real_store: P
     # two subjects: one trains, one is held back (no person in both)
     assert len(doc["data"]["held_back_subjects"]) == 1 and doc["data"]["train_subjects"]
     assert not set(doc["data"]["held_back_subjects"]) & set(doc["data"]["train_subjects"])
-    assert set(doc["results"]) == {"eval", "held_back"}
+    assert set(doc["results"]) == {"eval", "eval/person", "eval/pairs", "held_back"}
+    # every evaluation sample is scored, or skipped for too few pixels in its person mask (an ingest
+    # that finds no confident person writes an empty mask)
+    for store in (real_store, relative_store):
+        scored = [r for r in doc["per_sample"]["eval"] if r["origin"] == str(store)]
+        skipped = [s for s in doc["data"]["skipped"] if s["origin"] == str(store)]
+        assert scored and len(scored) + len(skipped) == 2
+        assert all(s["set"] == "eval" and "scored pixels" in s["reason"] for s in skipped)
     for name, res_set in doc["results"].items():
         assert set(res_set) == {"trained", "untrained", "constant", "ellipsoid"}
-        rows = doc["per_sample"][name]
+        rows = doc["per_sample"][name.split("/")[0]]
+        if name.startswith("eval/"):  # one evaluation store
+            rows = [r for r in rows if r["origin"] == str(real_store if name == "eval/person" else relative_store)]
         assert rows and all(r["pixels"] >= 16 for r in rows)
         for pred, r in res_set.items():
             for k in range(2):  # aggregate = mean over samples, per seed
@@ -192,21 +217,34 @@ def test_end_to_end_report_gate_and_determinism(train_store: Path, real_store: P
             assert r["mean"]["spearman"] == pytest.approx(np.mean([ps["spearman"] for ps in r["per_seed"]]))
             assert r["std"]["spearman"] == pytest.approx(np.std([ps["spearman"] for ps in r["per_seed"]], ddof=1))
         assert res_set["constant"]["mean"]["spearman"] == 0.0 and res_set["constant"]["std"]["abs_rel_median"] == 0.0
-    # the TrueDepth captures are metric (ingest reads Apple's absolute depth accuracy and the disparity
-    # range), like the synthetic hold-out, so the raw (unaligned) AbsRel is reported for both
-    assert all(r["metric"] for r in doc["per_sample"]["eval"])
-    assert doc["results"]["eval"]["trained"]["mean"]["abs_rel_raw"] is not None
+    # relative-depth samples get the alignment-invariant metrics only; metric ones also the raw pair
+    for name in ("eval", "held_back"):
+        for row in doc["per_sample"][name]:
+            for pred in ("trained", "untrained", "constant", "ellipsoid"):
+                raw = row["metrics"][pred]["abs_rel_raw"] + row["metrics"][pred]["delta1_raw"]
+                assert all((v is None) == (not row["metric"]) for v in raw), (name, row["key"])
+                assert all(v is not None for v in row["metrics"][pred]["spearman"])
+    assert not any(r["metric"] for r in doc["per_sample"]["eval"] if r["origin"] == str(relative_store))
+    assert doc["results"]["eval/pairs"]["trained"]["mean"]["abs_rel_raw"] is None
+    assert doc["results"]["eval/pairs"]["trained"]["mean"]["spearman"] is not None
+    assert all(r["metric"] for r in doc["per_sample"]["held_back"])  # synthetic renders: metric
+    # the scored TrueDepth captures are metric (ingest reads Apple's absolute depth accuracy and the
+    # disparity range), so the raw (unaligned) AbsRel is reported for them too
+    assert all(r["metric"] for r in doc["per_sample"]["eval"] if r["origin"] == str(real_store))
+    assert doc["results"]["eval/person"]["trained"]["mean"]["abs_rel_raw"] is not None
     assert doc["results"]["held_back"]["trained"]["mean"]["abs_rel_raw"] is not None
     # the constant baseline's AbsRel after median scaling is mean |median(g) - g| / g on the scored pixels
     items = {it.key: it for it in load_source(real_store, 32)[0]}
     want = []
     for row in doc["per_sample"]["eval"]:
+        if row["origin"] != str(real_store):
+            continue
         it = items[row["key"]]
         gt = it.depth[region_mask(it.depth, it.mask, "mask")].astype(np.float64)
         assert row["pixels"] == gt.size
         want.append(np.mean(np.abs(np.median(gt) - gt) / gt))
         assert row["metrics"]["constant"]["abs_rel_median"] == pytest.approx([want[-1]] * 2, rel=1e-9)
-    assert doc["results"]["eval"]["constant"]["mean"]["abs_rel_median"] == pytest.approx(np.mean(want), rel=1e-9)
+    assert doc["results"]["eval/person"]["constant"]["mean"]["abs_rel_median"] == pytest.approx(np.mean(want), rel=1e-9)
     for run in doc["runs"]:
         assert len(run["losses"]) == 20 and all(math.isfinite(x) for x in run["losses"])
         assert run["checkpoints"][0]["step"] == 0 and run["checkpoints"][-1]["step"] == 20

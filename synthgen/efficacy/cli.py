@@ -100,8 +100,8 @@ def cmd_efficacy(args: argparse.Namespace) -> int:
 
 def summary_text(doc: dict, out: str) -> str:
     n = len(doc["seeds"])
-    lines = [f"synthgen efficacy: {doc['data']['train_samples']} training samples, {doc['data']['eval_samples']} "
-             f"evaluation samples, {n} seed(s), {doc['options']['steps']} steps; region {doc['options']['region']}"]
+    lines = [(f"synthgen efficacy: {doc['data']['train_samples']} training samples, {doc['data']['eval_samples']} "
+              f"evaluation samples, {n} seed(s), {doc['options']['steps']} steps; region {doc['options']['region']}")]
     cols = ("spearman", "abs_rel_lsq", "delta1_lsq", "silog")
     for name, res in doc["results"].items():
         lines.append(f"  {name}:")

@@ -7,9 +7,10 @@ A *source* is one of:
 
 * a sample store folder (``synthgen render`` / ``synthgen ingest`` output: ``KEY.{rgb,depth,mask}.exr``
   + ``KEY.json``), read with :func:`read_sample`;
-* a shard folder written by ``synthgen shard`` (all shards listed in its ``manifest.json``, every split;
-  without a manifest, every ``*.tar`` in it), or single ``.tar`` shard files; members are decoded with
-  :func:`decode_sample`, so both ``--encode exr`` and ``--encode train`` shards work.
+* a shard folder written by ``synthgen shard`` (all shards listed in its manifest, ``_meta/manifest.json``
+  or ``manifest.json``, every split; without a manifest, every ``*.tar`` in it), or single ``.tar``
+  shards; members are decoded with :func:`decode_sample`, so both ``--encode exr`` and ``--encode
+  train`` shards work.
 
 Every sample becomes an :class:`Item` at the network resolution ``size x size``: the image is scaled
 to fit (longer side = ``size``, aspect ratio kept) and centred on a square canvas ("letterbox"); the
@@ -28,25 +29,37 @@ import json
 import logging
 import os
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 # --- synthgen internals (keep every such import in this block) ------------------------------------
-from .. import __version__ as SYNTHGEN_VERSION  # noqa: F401 (re-exported)
-from ..atomic import atomic_path, write_bytes_atomic, write_json_atomic  # noqa: F401 (re-exported)
+from .. import __version__ as SYNTHGEN_VERSION
+from ..atomic import atomic_path, write_bytes_atomic, write_json_atomic
 from ..contract import ContractError, list_keys, read_sample
 from ..colour import view_transform
 from ..shard.codec import decode_sample
+from ..shard.layout import find_manifest
 # ----------------------------------------------------------------------------------------------------
 
 log = logging.getLogger("synthgen.efficacy")
 
-__all__ = ["Item", "SourceError", "load_source", "fit_square", "SYNTHGEN_VERSION", "atomic_path",
-           "write_bytes_atomic", "write_json_atomic", "view_transform", "split_by_subject"]
+__all__ = [
+    "SYNTHGEN_VERSION",
+    "Item",
+    "SourceError",
+    "atomic_path",
+    "fit_square",
+    "load_source",
+    "split_by_subject",
+    "view_transform",
+    "write_bytes_atomic",
+    "write_json_atomic",
+]
 
 
 class SourceError(ValueError):
@@ -133,10 +146,8 @@ def shard_files(path: Path) -> list[Path]:
     """Shard tar files of a shard folder (manifest order, every split) or a single ``.tar``."""
     if path.is_file() and path.name.endswith(".tar"):
         return [path]
-    from ..shard.layout import find_manifest
-
-    manifest = find_manifest(path)  # _meta/manifest.json (shard folder format 2) or the format-1 top level
-    if manifest is not None and manifest.is_file():
+    manifest = find_manifest(path) if path.is_dir() else None  # _meta/manifest.json (format 2) or format 1
+    if manifest is not None:
         try:
             m = json.loads(manifest.read_text("utf-8"))
             return [path / e["file"] for e in m["shards"]]
@@ -210,7 +221,7 @@ def load_source(path: str | os.PathLike, size: int, *, exposure_ev: float = 0.0,
     def srgb(rgb: np.ndarray, linear: bool) -> np.ndarray:
         return view_transform(rgb, exposure_ev, tone) if linear else rgb
 
-    if not (p.is_dir() and (p / "manifest.json").is_file()) and is_store(p):  # shard folders have manifest.json
+    if not (p.is_dir() and find_manifest(p)) and is_store(p):  # a format-1 shard folder has manifest.json
         for key in list_keys(p):
             if limit is not None and len(items) >= limit:
                 break

@@ -21,13 +21,13 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 WIDTHS = (16, 32, 64, 96)
 BOTTLENECK = 144
@@ -134,7 +134,7 @@ class TrainData:
     lam: torch.Tensor
 
     @classmethod
-    def from_items(cls, items, device: torch.device, region_fn: Callable) -> "TrainData":
+    def from_items(cls, items, device: torch.device, region_fn: Callable) -> TrainData:
         rgb = torch.from_numpy(np.stack([it.rgb for it in items])).permute(0, 3, 1, 2).contiguous()
         depth = torch.from_numpy(np.stack([it.depth for it in items]))[:, None]
         valid = torch.from_numpy(np.stack([region_fn(it) for it in items]))[:, None]

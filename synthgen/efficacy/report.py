@@ -105,7 +105,7 @@ def plot_curves(doc: dict[str, Any]) -> bytes:
                 label=f"best baseline on eval ({best})")
     ax2.set_xlabel("step")
     ax2.set_ylabel("mean Spearman ρ")
-    ax2.set_title("trained network during training")
+    ax2.set_title("during training (first 32 samples per set)")
     ax2.legend(fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()

@@ -30,6 +30,8 @@ PREDICTORS = ("trained", "untrained", "constant", "ellipsoid")
 BASELINES = ("untrained", "constant", "ellipsoid")
 MIN_PIXELS = 16
 """Evaluation samples with fewer scored pixels are skipped (listed under ``skipped``)."""
+CHECKPOINT_SAMPLES = 32
+"""Checkpoints during training score the first this many samples of each set."""
 
 
 @dataclass
@@ -133,6 +135,12 @@ def run(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
         raise RunError(str(exc)) from exc
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    if device.type == "cpu" and hasattr(os, "getloadavg") and torch.get_num_threads() > 1:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        if load > cores:
+            log.warning("the machine is busy (load %.1f on %d cores): PyTorch's %d CPU threads may slow down a lot "
+                        "waiting for each other; --threads 1 is often faster then", load, cores,
+                        torch.get_num_threads())
 
     # ---------------------------------------------------------------- data
     t0 = time.perf_counter()
@@ -210,14 +218,15 @@ def run(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
                 for ps, row in zip(per_sample[es.name], rows):
                     ps["metrics"][name].append(row)
 
-        cp0 = {es.name: {"spearman": float(np.mean([ps["metrics"]["untrained"][-1]["spearman"] for ps in per_sample[es.name]])),
-                         "silog": float(np.mean([ps["metrics"]["untrained"][-1]["silog"] for ps in per_sample[es.name]]))}
-               for es in sets}
+        cp0 = {es.name: {m: float(np.mean([ps["metrics"]["untrained"][-1][m]
+                                           for ps in per_sample[es.name][:CHECKPOINT_SAMPLES]]))
+                         for m in ("spearman", "silog")} for es in sets}
 
         def on_checkpoint(step: int, net=net) -> dict:
             cp = {}
-            for es in sets:
-                rows = _score(es, M.predict(net, np.stack([it.rgb for it in es.items]), device))
+            for es in sets:  # the first CHECKPOINT_SAMPLES of each set (the final evaluation uses all)
+                sub = EvalSet(es.name, es.items[:CHECKPOINT_SAMPLES], es.regions[:CHECKPOINT_SAMPLES])
+                rows = _score(sub, M.predict(net, np.stack([it.rgb for it in sub.items]), device))
                 cp[es.name] = {"spearman": float(np.mean([r["spearman"] for r in rows])),
                                "silog": float(np.mean([r["silog"] for r in rows]))}
             return cp
@@ -268,7 +277,7 @@ def run(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
 
     doc = {
         "format": FORMAT,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": opts.command,
         "options": {k: v for k, v in asdict(opts).items() if k not in ("progress", "command")},
         "environment": _environment(device),
