@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
