@@ -235,6 +235,13 @@ class RenderSettings(StrictModel):
                                   "many seconds (waiting for cluster resources or nodes, e.g. on a joined "
                                   "--address cluster); progress is logged meanwhile; null: wait forever. "
                                   "An embedded cluster whose raylet or GCS dies ends the run at once")
+    relight_mode: Literal["separate", "one_pass"] = Field(
+        "separate", description="with relights_per_view > 1: separate renders every relight alone; one_pass "
+                                "traces all relights of a view in one Cycles pass (light groups, HDRIs as "
+                                "light domes; see docs/relight.md) and writes the same samples")
+    relight_samples: int | None = Field(
+        None, gt=0, description="samples per pixel of a one_pass render (null: samples x relights_per_view, "
+                                "about what equal quality per relight needs, docs/relight.md)")
 
 
 class OutputConfig(StrictModel):

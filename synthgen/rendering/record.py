@@ -64,6 +64,9 @@ def build_record(r, exposure: dict[str, Any], realism: dict[str, Any], config_ha
         render["relights_per_view"] = cfg.relights_per_view
     if "area_lights" in p:
         render["area_lights"] = p["area_lights"]
+    if getattr(r, "relight", None):  # one-pass relights: the view's single render
+        render["relight"] = r.relight
+        render["settings"]["samples"] = r.relight["samples"]
     return {
         "source": "synthetic",
         "subject_id": r.subject_id,

@@ -22,6 +22,7 @@ import logging
 import os
 import tempfile
 import time
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from .camera_rig import CameraMixin
 from .human import HumanMixin
 from .lighting import LightingMixin
 from .pose import PoseMixin
+from .relight import RelightMixin
 from .scan import ScanMixin
 
 log = logging.getLogger("synthgen.blender")
@@ -47,7 +49,7 @@ def blender_version() -> str:
     return bpy.app.version_string
 
 
-class BlenderRenderer(ScanMixin, HumanMixin, PoseMixin, LightingMixin, CameraMixin):
+class BlenderRenderer(ScanMixin, HumanMixin, PoseMixin, LightingMixin, CameraMixin, RelightMixin):
     """A persistent Blender scene for rendering samples. Not thread-safe; one per process.
 
     Args:
@@ -74,6 +76,10 @@ class BlenderRenderer(ScanMixin, HumanMixin, PoseMixin, LightingMixin, CameraMix
         self._pose_actions: list[tuple[Any, Any]] = []
         self._area_lights: list[Any] = []
         self._motion_blur_state: dict[str, Any] | None = None
+        self._domes: list[Any] = []  # one-pass relights (RelightMixin)
+        self._hdri_pixel_cache: OrderedDict = OrderedDict()
+        self._denoiser = None
+        self.relight_cache: Any = None  # the worker's per-view one-pass results
         self._setup_scene()
 
     # ------------------------------------------------------------------ scene
@@ -212,6 +218,18 @@ class BlenderRenderer(ScanMixin, HumanMixin, PoseMixin, LightingMixin, CameraMix
             samples and background samples add 0; un-premultiplied so a silhouette pixel holds the
             surface's own colour), 0 where the coverage is 0.
         """
+        out = self._render_read(seed, surface_passes)
+        ch = out.pop("channels")
+        pre = "ViewLayer."
+        rgb = np.stack([ch[pre + f"Combined.{c}"] for c in "RGB"], axis=-1).astype(np.float32)
+        if background_visible:
+            rgb += np.stack([ch[pre + f"Env.{c}"] for c in "RGB"], axis=-1)
+        return {"rgb": rgb, **out}
+
+    def _render_read(self, seed: int, surface_passes: bool) -> dict[str, Any]:
+        """Render with Cycles seed ``seed`` and read the EXR back: ``channels`` (every channel by its
+        multilayer name), ``depth``, ``mask``, ``seconds`` and, with ``surface_passes``, the colour
+        passes (see :meth:`render`)."""
         sc = self.scene
         sc.cycles.seed = int(seed)
         vl = sc.view_layers[0]
@@ -224,15 +242,12 @@ class BlenderRenderer(ScanMixin, HumanMixin, PoseMixin, LightingMixin, CameraMix
             self.bpy.ops.render.render(write_still=True)
         seconds = time.perf_counter() - t0
         ch = read_exr(path)
+        os.remove(path)
         pre = "ViewLayer."
-        rgb = np.stack([ch[pre + f"Combined.{c}"] for c in "RGB"], axis=-1).astype(np.float32)
-        if background_visible:
-            rgb += np.stack([ch[pre + f"Env.{c}"] for c in "RGB"], axis=-1)
         mask = np.clip(ch[pre + "Combined.A"].astype(np.float32), 0.0, 1.0)
         z = ch[pre + "Depth.Z"].astype(np.float32)
         depth = np.where(np.isfinite(z) & (z < BACKGROUND_Z), z, 0.0).astype(np.float32)
-        os.remove(path)
-        out = {"rgb": rgb, "depth": depth, "mask": mask, "seconds": seconds}
+        out = {"channels": ch, "depth": depth, "mask": mask, "seconds": seconds}
         if surface_passes:
             cov = mask[..., None]
             for key, name in (("diffuse_color", "DiffCol"), ("glossy_color", "GlossCol")):
