@@ -35,7 +35,7 @@ def _job(tmp_path, name="rl", **over):
                   "strength": {"dist": "uniform", "low": 0.6, "high": 1.6}},
         "camera": {"focal_length_mm": 50, "subject_fraction": 0.7},
         "render": {"width": SIZE, "height": SIZE, "samples": 64, "denoise": False, "max_bounces": 2,
-                   "clamp_indirect": 0, "auto_exposure": False, "relight_mode": "one_pass"},
+                   "clamp_indirect": 0, "auto_exposure": False, "relight_mode": "one_pass", "relight_domes": True},
         "output": {"previews": False},
     }
     for k, v in over.items():
@@ -107,8 +107,9 @@ def test_strength_recombination_is_exact(renderer, tmp_path):
     samples, each relight an exact scaled copy."""
     from synthgen.rendering.worker import render_passes
 
-    job = _job(tmp_path, **{"hdris.paths": [str(HDRIS / "studio_small_03_1k.hdr")], "hdris.rotation_deg": 30.0,
-                            "render.samples": 16})
+    over = {"hdris.paths": [str(HDRIS / "studio_small_03_1k.hdr")], "hdris.rotation_deg": 30.0,
+            "render.samples": 16, "render.relight_domes": False}
+    job = _job(tmp_path, **over)
     rs = [render_passes(renderer, job, i) for i in range(3)]
     assert renderer.relight_cache is not None and sorted(renderer.relight_cache[1]) == []
     s = [r.params["hdri_strength"] for r in rs]
@@ -119,6 +120,23 @@ def test_strength_recombination_is_exact(renderer, tmp_path):
         np.testing.assert_allclose(r.out["rgb"], rs[0].out["rgb"] * np.float32(r.params["hdri_strength"] / s[0]),
                                    rtol=1e-5, atol=1e-7)
     assert rs[0].timings["render_s"] > 0 and rs[1].timings["render_s"] == rs[2].timings["render_s"] == 0
+    # one render at the separate samples: its depth and mask are the separate render's
+    alone = render_passes(renderer, _job(tmp_path, name="alone", **over, **{"render.relight_mode": "separate"}), 1)
+    assert alone.relight is None
+    np.testing.assert_array_equal(alone.out["mask"], rs[1].out["mask"])
+    np.testing.assert_array_equal(alone.out["depth"], rs[1].out["depth"])
+
+
+def test_distinct_lightings_render_alone_without_domes(renderer, tmp_path):
+    """With ``relight_domes`` off, relights with their own HDRIs render separately (one_pass would
+    cost more at equal quality, docs/relight.md): the same sample as relight_mode separate."""
+    from synthgen.rendering.worker import render_passes
+
+    over = {"render.samples": 8, "render.relight_domes": False}
+    r = render_passes(renderer, _job(tmp_path, **over), 1)
+    s = render_passes(renderer, _job(tmp_path, name="sep", **over, **{"render.relight_mode": "separate"}), 1)
+    assert r.relight is None
+    np.testing.assert_array_equal(r.out["rgb"], s.out["rgb"])
 
 
 def test_backgrounds_are_per_variant(both, renderer):
@@ -149,6 +167,7 @@ def test_cli_one_pass_job(tmp_path):
     written and valid, nothing quarantined, the records say one_pass."""
     job = _job(tmp_path, name="cli", **{"num_samples": 6, "render.samples": 8, "render.denoise": True,
                                         "render.auto_exposure": True, "area_lights": {"count": 1}})
+    assert job.config.render.relight_domes  # every relight has its own HDRI and light: domes and area groups
     out = tmp_path / "store"
     res = run_cli("render", "--config", job.config_path, "--out", str(out), "--no-progress", "--workers", "1")
     assert res.returncode == 0, res.stderr[-4000:]

@@ -237,11 +237,17 @@ class RenderSettings(StrictModel):
                                   "An embedded cluster whose raylet or GCS dies ends the run at once")
     relight_mode: Literal["separate", "one_pass"] = Field(
         "separate", description="with relights_per_view > 1: separate renders every relight alone; one_pass "
-                                "traces all relights of a view in one Cycles pass (light groups, HDRIs as "
-                                "light domes; see docs/relight.md) and writes the same samples")
+                                "renders the relights of a view in one Cycles pass with light groups and writes "
+                                "the same samples: exact and K times cheaper for relights that differ only in "
+                                "HDRI strength and exposure; relights with their own HDRI, rotation or area "
+                                "lights render separately unless relight_domes (docs/relight.md)")
+    relight_domes: bool = Field(
+        False, description="one_pass: also trace relights with different HDRIs, rotations or area lights in the "
+                           "view's pass (extra HDRIs as light domes); measured slower than separate at equal "
+                           "quality in Cycles 4.5 (docs/relight.md)")
     relight_samples: int | None = Field(
-        None, gt=0, description="samples per pixel of a one_pass render (null: samples x relights_per_view, "
-                                "about what equal quality per relight needs, docs/relight.md)")
+        None, gt=0, description="samples per pixel of a one_pass render (null: samples x the number of distinct "
+                                "lightings in the pass, which share Cycles' light samples)")
 
 
 class OutputConfig(StrictModel):

@@ -7,6 +7,7 @@ the small record to the driver. Each file is written atomically and the JSON rec
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -156,10 +157,14 @@ def _setup_view(renderer, job: Job, p: SampleParams, info: dict[str, Any]) -> tu
     adaptive = rs.adaptive_threshold if cfg.relights_per_view == 1 else 0.0
     renderer.configure(rs.width, rs.height, rs.samples, adaptive, rs.denoise, rs.max_bounces,
                        **quality_settings(rs))
-    hdri_rec = {"id": hdri.id, "file": os.path.relpath(hdri.path, Path(job.config_path).parent),
-                "rotation_deg": p["hdri_rotation_deg"], "strength": p["hdri_strength"],
-                "background": p["background"]}
-    return cam, hdri_rec, adaptive
+    return cam, _hdri_record(job, p), adaptive
+
+
+def _hdri_record(job: Job, p: SampleParams) -> dict[str, Any]:
+    """The record's ``render.hdri`` without ``effective_strength``."""
+    hdri = next(h for h in job.hdris if h.id == p["hdri_id"])
+    return {"id": hdri.id, "file": os.path.relpath(hdri.path, Path(job.config_path).parent),
+            "rotation_deg": p["hdri_rotation_deg"], "strength": p["hdri_strength"], "background": p["background"]}
 
 
 def render_passes(renderer, job: Job, index: int) -> Rendered:
@@ -174,11 +179,16 @@ def render_passes(renderer, job: Job, index: int) -> Rendered:
         FramingError: coverage stayed outside [coverage_min, coverage_max] for every attempt.
         ScanImportError: the scan cannot be imported.
     """
+    if one_pass(job):
+        return _relit(renderer, job, index)
+    return _render_alone(renderer, job, index)
+
+
+def _render_alone(renderer, job: Job, index: int) -> Rendered:
+    """:func:`render_passes` of one sample in its own Cycles render (``relight_mode: separate``)."""
     from .blender import blender_version
 
     cfg = job.config
-    if one_pass(job):
-        return _relit(renderer, job, index)
     key = sample_key(job, index)
     timings = {"setup_s": 0.0, "render_s": 0.0, "write_s": 0.0}
     rejected: list[dict[str, Any]] = []
@@ -211,86 +221,46 @@ def render_passes(renderer, job: Job, index: int) -> Rendered:
 
 
 def one_pass(job: Job) -> bool:
-    """Whether the relights of ``job`` render in one pass per view: ``render.relight_mode: one_pass``
-    with more than one relight per view and no lens pass (depth of field and motion blur are drawn
-    per relight, so those relights render separately)."""
+    """Whether ``job`` renders relights in one pass per view (``render.relight_mode: one_pass``, more
+    than one relight per view, no lens pass: depth of field and motion blur are drawn per relight)."""
     cfg = job.config
     cr = cfg.camera_realism
     return cfg.render.relight_mode == "one_pass" and cfg.relights_per_view > 1 and not (cr.dof or cr.motion_blur)
 
 
+def _lighting(p: SampleParams) -> tuple:
+    """What a relight's light groups depend on: HDRI, rotation and area lights (not the strength)."""
+    return p["hdri_id"], p["hdri_rotation_deg"], json.dumps(p.get("area_lights"))
+
+
 def _relit(renderer, job: Job, index: int) -> Rendered:
-    """Relight ``index`` of its view from the renderer's one-pass cache, rendering the whole view
-    first (all relights in one Cycles pass) when the cache holds another view. The cache keeps the
-    view's other relights only until a sample of another view is asked for (bounded memory)."""
-    key = (content_hash(job), view_of(job, index)[0])
+    """Relight ``index`` from its view's one pass (see :func:`_render_view`), or rendered alone when
+    the view's relights differ in more than strength and ``render.relight_domes`` is off.
+
+    The renderer's cache keeps the view's other relights (or its framing failure) until a sample of
+    another view is asked for, so memory stays bounded; a view split between workers is rendered
+    by each of them (correct, just slower)."""
+    view = view_of(job, index)[0]
+    K = job.config.relights_per_view
+    if not job.config.render.relight_domes and len({_lighting(sample_params(job, view * K + r)) for r in range(K)}) > 1:
+        return _render_alone(renderer, job, index)
+    key = (content_hash(job), view)
     cache = renderer.relight_cache
-    if cache is not None and cache[0] == key and index in cache[1]:
-        return cache[1].pop(index)  # its timings are 0: the view's cost went to the sample that rendered it
+    if cache is not None and cache[0] == key:
+        if isinstance(cache[1], FramingError):
+            raise cache[1]
+        if index in cache[1]:
+            return cache[1].pop(index)  # timings 0: the view's cost went to the sample that rendered it
     renderer.relight_cache = None
-    rendered, timings = _render_view(renderer, job, key[1])
+    try:
+        rendered, timings = _render_view(renderer, job, view)
+    except FramingError as exc:
+        renderer.relight_cache = (key, exc)
+        raise
     r = rendered.pop(index)
     r.timings = timings
     renderer.relight_cache = (key, rendered)
     return r
-
-
-def _relight_plan(renderer, job: Job, ps: list[SampleParams]) -> tuple[list[dict], int]:
-    """Light groups of a view's relights: one per distinct HDRI (file, rotation) -- the first in
-    the world (``hdri0``), the others light domes -- at unit mean radiance (``scale``), and one per
-    relight with area lights. Returns (per relight ``{hdri, area, scale, path}``, samples per pixel:
-    ``render.relight_samples`` or ``samples`` × the number of distinct lightings, which share Cycles'
-    light samples; a lighting that differs only in strength is a scaled copy and costs nothing)."""
-    from .blender.envmap import mean_radiance
-
-    rs = job.config.render
-    hdris = {h.id: h.path for h in job.hdris}
-    groups: dict[tuple, tuple[str, float]] = {}
-    plan, setups = [], set()
-    for r, p in enumerate(ps):
-        hkey, path = (p["hdri_id"], p["hdri_rotation_deg"]), hdris[p["hdri_id"]]
-        if hkey not in groups:
-            groups[hkey] = (f"hdri{len(groups)}", 1.0 / max(mean_radiance(renderer.hdri_pixels(path)), 1e-6))
-        g, scale = groups[hkey]
-        plan.append({"hdri": g, "area": f"area{r}" if p.get("area_lights") else None, "scale": scale, "path": path})
-        setups.add((hkey, str(p.get("area_lights") or "")))
-    return plan, rs.relight_samples or rs.samples * len(setups)
-
-
-def _build_relights(renderer, job: Job, ps: list[SampleParams], plan: list[dict], cam: dict) -> None:
-    """Put every relight's lights in the scene: ``hdri0`` in the world, the other HDRI groups as
-    light domes, each relight's area lights in its group, at the group's scale (area lights keep the
-    proportion to their HDRI of a separate render: power × scale / strength)."""
-    done, lights, names, scales = set(), [], [], []
-    for p, g in zip(ps, plan):
-        if g["hdri"] not in done:
-            done.add(g["hdri"])
-            if g["hdri"] == "hdri0":
-                renderer.set_hdri(g["path"], p["hdri_rotation_deg"], g["scale"])
-            else:
-                renderer.add_light_dome(g["hdri"], g["path"], p["hdri_rotation_deg"], g["scale"])
-        for L in p.get("area_lights") or []:
-            lights.append(L)
-            names.append(g["area"])
-            scales.append(g["scale"] / max(p["hdri_strength"], 1e-9))
-    if "area_lights" in ps[0]:
-        renderer.set_area_lights(lights, cam["target_m"].tolist(), names, scales)
-
-
-def _recombine(renderer, job: Job, p: SampleParams, g: dict, out: dict, cam: dict, bg: dict) -> np.ndarray:
-    """A relight's linear RGB from the one-pass group passes: (HDRI group + its background + the
-    relight's area group) × strength / the HDRI group's render scale (exact by linearity)."""
-    from .blender.envmap import camera_background
-
-    rs = job.config.render
-    rgb = out["groups"][g["hdri"]] + (out["groups"][g["area"]] if g["area"] else 0.0)
-    if p["background"] == "visible":
-        if g["hdri"] not in bg:  # a dome's background: its HDRI seen by the camera, × background coverage
-            bg[g["hdri"]] = camera_background(renderer.hdri_pixels(g["path"]), p["hdri_rotation_deg"], cam["K"],
-                                              cam["camera_to_world"], rs.width, rs.height) * (
-                g["scale"] * (1.0 - out["mask"])[..., None])
-        rgb = rgb + bg[g["hdri"]]
-    return (rgb * np.float32(p["hdri_strength"] / g["scale"])).astype(np.float32)
 
 
 def _render_view(renderer, job: Job, view: int) -> tuple[dict[int, Rendered], dict[str, float]]:
@@ -305,6 +275,8 @@ def _render_view(renderer, job: Job, view: int) -> tuple[dict[int, Rendered], di
     timings = {"setup_s": 0.0, "render_s": 0.0, "write_s": 0.0}
     denoise = {"prepass": rs.denoiser_prepass, "prefilter": rs.denoiser_prefilter,
                "quality": rs.denoiser_quality} if rs.denoise else None
+    ps: list[SampleParams] = []
+    hdris = {h.id: h.path for h in job.hdris}
     try:
         for attempt in range(framing.max_resamples + 1):
             t0 = time.perf_counter()
@@ -314,7 +286,10 @@ def _render_view(renderer, job: Job, view: int) -> tuple[dict[int, Rendered], di
             renderer.clear_relights()
             if "area_lights" in ps[0]:
                 renderer.set_area_lights([], [0.0, 0.0, 0.0])
-            plan, spp = _relight_plan(renderer, job, ps)
+            lightings = [{"path": hdris[p["hdri_id"]], "rotation_deg": p["hdri_rotation_deg"],
+                          "strength": p["hdri_strength"], "area_lights": p.get("area_lights")} for p in ps]
+            plan = renderer.relight_plan(lightings)
+            spp = rs.relight_samples or rs.samples * len({_lighting(p) for p in ps})
             cam = camera_for(job, ps[0], info)
             renderer.set_camera(cam["camera_to_world"], ps[0]["focal_length_mm"], ps[0]["sensor_width_mm"])
             renderer.configure(rs.width, rs.height, rs.samples, 0.0, rs.denoise, rs.max_bounces, **quality_settings(rs))
@@ -324,9 +299,8 @@ def _render_view(renderer, job: Job, view: int) -> tuple[dict[int, Rendered], di
                 geo = renderer.render_geometry(ps[0]["cycles_seed"], cfg.depth_sensor.enabled)
                 timings["render_s"] += geo["seconds"]
             t0 = time.perf_counter()
-            _build_relights(renderer, job, ps, plan, cam)
+            groups = renderer.set_relight_lights(lightings, plan, cam["target_m"].tolist())
             renderer.configure(rs.width, rs.height, spp, 0.0, rs.denoise, rs.max_bounces, **quality_settings(rs))
-            groups = sorted({g["hdri"] for g in plan} | {g["area"] for g in plan if g["area"]})
             timings["setup_s"] += time.perf_counter() - t0
             out = renderer.render_light_groups(ps[0]["cycles_seed"], groups, "hdri0",
                                                cfg.depth_sensor.enabled and geo is None, denoise,
@@ -342,21 +316,19 @@ def _render_view(renderer, job: Job, view: int) -> tuple[dict[int, Rendered], di
                 f"[{framing.coverage_min}, {framing.coverage_max}] in {len(rejected)} attempts (last {coverage:.4f}); "
                 "check camera.distance_m / subject_fraction and framing.*")
         t0 = time.perf_counter()
-        bg: dict[str, np.ndarray] = {"hdri0": out["environment"]}
+        bg: dict[str, np.ndarray] = {}
         shared = {k: v for k, v in (geo or out).items() if k in ("depth", "mask", "diffuse_color", "glossy_color")}
         relight = {"mode": "one_pass", "samples": spp, "light_groups": len(groups),
                    "geometry_pass": geo is not None}
         rendered = {}
         for r, p in enumerate(ps):
             g = plan[r]
-            hdri_rec = {"id": p["hdri_id"], "file": os.path.relpath(g["path"], Path(job.config_path).parent),
-                        "rotation_deg": p["hdri_rotation_deg"], "strength": p["hdri_strength"],
-                        "background": p["background"]}
+            rgb = renderer.relight_rgb(lightings[r], g, out, cam["K"], cam["camera_to_world"],
+                                       p["background"] == "visible", bg)
             rendered[indices[r]] = x = Rendered(
                 job=job, index=indices[r], key=sample_key(job, indices[r]), params=p, camera=cam,
-                out={"rgb": _recombine(renderer, job, p, g, out, cam, bg), "seconds": out["seconds"], **shared},
-                subject_id=subject_id,
-                subject_record=subject_rec, hdri_record=hdri_rec, coverage=coverage, rejected=list(rejected),
+                out={"rgb": rgb, "seconds": out["seconds"], **shared}, subject_id=subject_id,
+                subject_record=subject_rec, hdri_record=_hdri_record(job, p), coverage=coverage, rejected=list(rejected),
                 adaptive=0.0, variation=variation, lens={}, blender_version=blender_version(),
                 relight={**relight, "hdri_group": g["hdri"], "area_group": g["area"],
                          "light_dome": g["hdri"] != "hdri0"},
@@ -365,6 +337,8 @@ def _render_view(renderer, job: Job, view: int) -> tuple[dict[int, Rendered], di
         timings["render_s"] += time.perf_counter() - t0
     finally:
         renderer.clear_relights()
+        if ps and "area_lights" in ps[0]:
+            renderer.set_area_lights([], [0.0, 0.0, 0.0])  # no light stays behind at a group's scale
     return rendered, timings
 
 

@@ -127,11 +127,11 @@ def rect_means(sat: np.ndarray, u0, u1, v0, v1) -> np.ndarray:
     return tot / ((x1 - x0) * (y1 - y0))
 
 
-def quadtree_cells(img: np.ndarray, cols: int, rows: int, split_cells: int, max_level: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def quadtree_cells(img: np.ndarray, cols: int, rows: int, split_cells: int, max_level: int,
+                   min_px: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Adaptive (u, v) cells of the map: a ``cols`` × ``rows`` grid whose cells are split in four
     while their power (mean radiance × solid angle) exceeds the total over ``split_cells`` and they
-    are wider than a map pixel (at most ``max_level`` times).
+    are wider than ``min_px`` map pixels (at most ``max_level`` times).
 
     Returns ``(cells (N, 5): top cell index, a0, a1, b0, b1`` -- the cell's span inside its top cell
     in [0, 1]², a along u, b along v -- ``, means (N,))``: the leaves and their mean radiance.
@@ -154,7 +154,7 @@ def quadtree_cells(img: np.ndarray, cols: int, rows: int, split_cells: int, max_
         power = means * omega
         if total is None:
             total = float(power.sum())
-        split = (power > total / split_cells) & ((u1 - u0) * W > 1.0) & (level < max_level)
+        split = (power > total / split_cells) & ((u1 - u0) * W > min_px) & (level < max_level)
         leaves.append((cells[~split], means[~split]))
         if not split.any():
             break

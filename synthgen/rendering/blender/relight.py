@@ -45,8 +45,10 @@ DOME_GRID = (64, 32)
 """Top cells of a light dome in longitude × latitude (5.6° each)."""
 DOME_SPLIT = 1024
 """A cell is split in four while it holds more than 1/DOME_SPLIT of the HDRI's power ..."""
-DOME_LEVELS = 5
-"""... at most this many times (0.18° cells: finer than a 1k map's pixel)."""
+DOME_LEVELS = 7
+"""... at most this many times ..."""
+DOME_MIN_PX = 0.25
+"""... and while wider than this many HDRI pixels (a bright pixel's bilinear radiance varies within it)."""
 NEE_THRESHOLD = 4.0
 """Cells brighter than this × the median cell are lights (next-event estimation) ..."""
 NEE_MAX_CELLS = 1024
@@ -110,7 +112,7 @@ class RelightMixin:
         bpy = self.bpy
         cols, rows = DOME_GRID
         pixels = self.hdri_pixels(path)
-        cells, means = quadtree_cells(pixels, cols, rows, DOME_SPLIT, DOME_LEVELS)
+        cells, means = quadtree_cells(pixels, cols, rows, DOME_SPLIT, DOME_LEVELS, DOME_MIN_PX)
         radius = DOME_RADIUS_M * (1.0 + 0.01 * len(self._domes))
         verts, tris, cell = dome_geometry(cells, cols, rows, radius)
         nee = nee_cells(means, NEE_THRESHOLD, NEE_MAX_CELLS)
@@ -242,3 +244,71 @@ class RelightMixin:
             sc.cycles.max_bounces, sc.cycles.use_denoising = saved
         out.pop("channels")
         return out
+
+    # ------------------------------------------------------------------ a view's relights
+    def relight_plan(self, lightings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Light groups of a view's relights (``lightings``: per relight ``path``, ``rotation_deg``,
+        ``strength``, ``area_lights`` or None): one per distinct HDRI (file, rotation) -- the first in
+        the world (``hdri0``), the others light domes -- rendered at unit mean radiance (``scale``),
+        and one per distinct set of area lights, as bright against its HDRI as in a separate render
+        (``area_scale``). Returns per relight ``{hdri, area, scale, area_scale}``."""
+        from .envmap import mean_radiance
+
+        groups: dict[tuple, tuple[str, float]] = {}
+        areas: dict[str, tuple[str, float]] = {}
+        plan = []
+        for L in lightings:
+            hkey = (L["path"], L["rotation_deg"])
+            if hkey not in groups:
+                groups[hkey] = (f"hdri{len(groups)}", 1.0 / max(mean_radiance(self.hdri_pixels(L["path"])), 1e-6))
+            g, scale = groups[hkey]
+            akey = repr(L["area_lights"]) if L["area_lights"] else None
+            if akey is not None and akey not in areas:
+                areas[akey] = (f"area{len(areas)}", scale / max(L["strength"], 1e-9))
+            area, area_scale = areas.get(akey, (None, 1.0))
+            plan.append({"hdri": g, "area": area, "scale": scale, "area_scale": area_scale})
+        return plan
+
+    def set_relight_lights(self, lightings: list[dict[str, Any]], plan: list[dict[str, Any]],
+                           target: list[float]) -> list[str]:
+        """Put the groups of :meth:`relight_plan` in the scene (``hdri0`` in the world, other HDRIs as
+        light domes, area lights around ``target``), each at its render scale. Returns the group names."""
+        done: set[str] = set()
+        lights, names, scales = [], [], []
+        for L, g in zip(lightings, plan):
+            if g["hdri"] not in done:
+                done.add(g["hdri"])
+                if g["hdri"] == "hdri0":
+                    self.set_hdri(L["path"], L["rotation_deg"], g["scale"])
+                else:
+                    self.add_light_dome(g["hdri"], L["path"], L["rotation_deg"], g["scale"])
+            if g["area"] and g["area"] not in done:
+                done.add(g["area"])
+                lights += L["area_lights"]
+                names += [g["area"]] * len(L["area_lights"])
+                scales += [g["area_scale"]] * len(L["area_lights"])
+        if lights:
+            self.set_area_lights(lights, target, names, scales)
+        return sorted(done)
+
+    def relight_rgb(self, lighting: dict[str, Any], g: dict[str, Any], out: dict[str, Any], K: np.ndarray,
+                    c2w: np.ndarray, background: bool, bg_cache: dict[str, np.ndarray]) -> np.ndarray:
+        """A relight's linear RGB from :meth:`render_light_groups`' passes, each divided by its render
+        scale (exact: light transport is linear): (HDRI group + its background) × strength / scale
+        + area group / its scale. A dome's background is its HDRI as the camera (``K``, OpenCV
+        ``c2w``) sees it (:func:`.envmap.camera_background`) × the background coverage; the world's is
+        the Environment pass. ``bg_cache`` keeps backgrounds by group for the view's other relights."""
+        from .envmap import camera_background
+
+        rgb = out["groups"][g["hdri"]]
+        if background:
+            if g["hdri"] not in bg_cache:
+                h, w = out["mask"].shape
+                bg_cache[g["hdri"]] = out["environment"] if g["hdri"] == "hdri0" else camera_background(
+                    self.hdri_pixels(lighting["path"]), lighting["rotation_deg"], K, c2w, w, h) * (
+                    g["scale"] * (1.0 - out["mask"])[..., None])
+            rgb = rgb + bg_cache[g["hdri"]]
+        rgb = rgb * np.float32(lighting["strength"] / g["scale"])
+        if g["area"]:
+            rgb = rgb + out["groups"][g["area"]] * np.float32(1.0 / g["area_scale"])
+        return rgb.astype(np.float32)
