@@ -3,7 +3,7 @@
 Light transport is linear in the emitted light, so one path-traced pass can carry several
 lightings at once if each light writes its own pass: Cycles' light groups do that (one
 ``Combined_<group>`` pass per group). Each distinct HDRI (file and rotation) of the view is one
-group, each relight's area lights another.
+group, each distinct set of area lights another (:meth:`RelightMixin.relight_plan`).
 
 The world holds one HDRI only: the first HDRI group stays the world (Cycles' importance-sampled
 environment, its background from the Environment pass). Every other HDRI becomes a *light dome*:
@@ -20,9 +20,9 @@ gets one of a few *bucket* materials whose Strength is a power of two near the c
 whose colour is the HDRI divided by that Strength, so the emission is unchanged and the light tree
 samples cells in proportion to their power. The other cells are reached by BSDF sampling only.
 
-Each group is rendered at a normalised scale (HDRI mean radiance 1, see :meth:`RelightMixin.set_relight_lights`)
-so that Cycles splits its light samples evenly between the relights; the worker scales the group
-passes back (exact: light transport is linear).
+Each group is rendered at a normalised scale (HDRI mean radiance 1) so that Cycles splits its light
+samples evenly between the lightings; :meth:`RelightMixin.relight_rgb` scales the group passes back
+(exact: light transport is linear).
 
 Denoising: Cycles denoises only Combined, so each group pass is denoised here with OIDN
 (:mod:`.oidn`) and the render's Denoising Albedo/Normal, with Cycles' settings. See docs/relight.md.
@@ -57,14 +57,15 @@ DOME_IMPORTANCE = 0.25
 """Light-tree importance of a dome relative to a world of the same radiance (a dome's triangles are
 local lights at the dome's radius: their energy over the distance squared integrates to 4π × the
 mean radiance, a world's to π × it)."""
-_PIXEL_CACHE = 8
+_PIXEL_CACHE_BYTES = 256 * 2**20
+"""Memory for HDRI pixels kept between views (least recently used first out; at least one map)."""
 
 
 class RelightMixin:
     """Methods of :class:`synthgen.rendering.blender.BlenderRenderer` for one-pass relights."""
 
     def hdri_pixels(self, path: str) -> np.ndarray:
-        """The HDRI at ``path`` as float32 (H, W, 3), rows bottom to top (a small LRU cache)."""
+        """The HDRI at ``path`` as float32 (H, W, 3), rows bottom to top (kept in a small LRU cache)."""
         cache: OrderedDict = self._hdri_pixel_cache
         if path in cache:
             cache.move_to_end(path)
@@ -74,7 +75,7 @@ class RelightMixin:
         px = np.empty(w * h * 4, np.float32)
         img.pixels.foreach_get(px)
         cache[path] = arr = np.ascontiguousarray(px.reshape(h, w, 4)[..., :3])
-        while len(cache) > _PIXEL_CACHE:
+        while len(cache) > 1 and sum(a.nbytes for a in cache.values()) > _PIXEL_CACHE_BYTES:
             cache.popitem(last=False)
         return arr
 
@@ -163,7 +164,8 @@ class RelightMixin:
             world_group: the group of the world's HDRI, or None for a black world.
             surface_passes: also the Diffuse/Glossy Color passes (as :meth:`render`).
             denoise: ``{"prepass": none|albedo|albedo_normal, "prefilter": ..., "quality": ...}``:
-                denoise every group pass with OIDN as Cycles denoises Combined; None: no denoising.
+                denoise every group pass with OIDN as Cycles denoises Combined (with the world as the
+                only group, Cycles denoises Combined itself); None: no denoising.
             clamp_indirect: Cycles' indirect clamp for this render (None: as configured).
 
         Returns:
@@ -174,21 +176,24 @@ class RelightMixin:
         """
         sc = self.scene
         vl = sc.view_layers[0]
+        # the world alone (relights differing only in strength): Combined is its pass, rendered and
+        # denoised exactly as a separate render
+        world_only = world_group is not None and list(groups) == [world_group]
         have = {lg.name for lg in vl.lightgroups}
-        for g in groups:
+        for g in ([] if world_only else groups):
             if g not in have:
                 vl.lightgroups.add(name=g)
-        sc.world.lightgroup = world_group or ""
+        sc.world.lightgroup = "" if world_only else (world_group or "")
         strength = self._background.inputs["Strength"].default_value
         saved = (sc.cycles.use_denoising, sc.cycles.transparent_max_bounces, sc.cycles.sample_clamp_indirect)
         if world_group is None:
             self._background.inputs["Strength"].default_value = 0.0
-        sc.cycles.use_denoising = False
+        sc.cycles.use_denoising = denoise is not None and world_only
         # every ray leaving the scene crosses each dome, a transparent bounce each
         sc.cycles.transparent_max_bounces = saved[1] + len(self._domes)
         if clamp_indirect is not None:
             sc.cycles.sample_clamp_indirect = float(clamp_indirect)
-        vl.cycles.denoising_store_passes = denoise is not None
+        vl.cycles.denoising_store_passes = denoise is not None and not world_only
         try:
             out = self._render_read(seed, surface_passes)
         finally:
@@ -199,6 +204,9 @@ class RelightMixin:
         pre = "ViewLayer."
         rgb = lambda name: np.stack([ch[f"{pre}{name}.{c}"] for c in "RGB"], -1).astype(np.float32)  # noqa: E731
         env = rgb("Env") if world_group is not None else np.zeros(out["mask"].shape + (3,), np.float32)
+        if world_only:
+            out.update(groups={world_group: rgb("Combined")}, environment=env, denoise_seconds=0.0)
+            return out
         passes = {g: rgb(f"Combined_{g}") for g in groups}
         if world_group is not None:
             passes[world_group] = passes[world_group] - env  # a world group's pass holds its background too
@@ -249,18 +257,23 @@ class RelightMixin:
     def relight_plan(self, lightings: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Light groups of a view's relights (``lightings``: per relight ``path``, ``rotation_deg``,
         ``strength``, ``area_lights`` or None): one per distinct HDRI (file, rotation) -- the first in
-        the world (``hdri0``), the others light domes -- rendered at unit mean radiance (``scale``),
-        and one per distinct set of area lights, as bright against its HDRI as in a separate render
-        (``area_scale``). Returns per relight ``{hdri, area, scale, area_scale}``."""
+        the world (``hdri0``), the others light domes -- and one per distinct set of area lights.
+        Render scales: every HDRI group as bright on average as the first relight's HDRI at its
+        strength (so Cycles gives every lighting the same share of its light samples, and a view
+        with one lighting renders exactly as the first relight's separate render), every area group
+        as bright against its HDRI as in a separate render. Returns per relight ``{hdri, area,
+        scale, area_scale}``."""
         from .envmap import mean_radiance
 
+        mean = lambda L: max(mean_radiance(self.hdri_pixels(L["path"])), 1e-9)  # noqa: E731
+        target = max(lightings[0]["strength"], 1e-9) * mean(lightings[0])
         groups: dict[tuple, tuple[str, float]] = {}
         areas: dict[str, tuple[str, float]] = {}
         plan = []
         for L in lightings:
             hkey = (L["path"], L["rotation_deg"])
             if hkey not in groups:
-                groups[hkey] = (f"hdri{len(groups)}", 1.0 / max(mean_radiance(self.hdri_pixels(L["path"])), 1e-6))
+                groups[hkey] = (f"hdri{len(groups)}", target / mean(L))
             g, scale = groups[hkey]
             akey = repr(L["area_lights"]) if L["area_lights"] else None
             if akey is not None and akey not in areas:
