@@ -94,6 +94,8 @@ def worker(spec: dict) -> dict:
             if not (refs_dir / f"{key}.json").is_file():
                 render_sample(renderer, ref_job, view * 8 + r, refs_dir)
             refs.append(read_sample(refs_dir, key))
+        if mode == "refs":
+            continue
         # warm: load the subject once (its build is not a relight's cost)
         warm = resolve_job(args.config, {**overrides(args, lighting, K), "render.samples": 1})
         render_sample(renderer, warm, idx[0], tmp / "warm")
@@ -158,6 +160,7 @@ def main() -> None:
     results = []
     spec_args = {k: v for k, v in vars(args).items() if k != "json"}
     for lighting in args.lightings.split(","):
+        run({"args": spec_args, "K": max(int(k) for k in args.ks.split(",")), "lighting": lighting, "mode": "refs"})
         for K in [int(k) for k in args.ks.split(",")]:
             sep = run({"args": spec_args, "K": K, "lighting": lighting, "mode": "separate"})
             cpu_s, ps, lo, hi, pf = summarise(sep["rows"])
@@ -177,9 +180,13 @@ def main() -> None:
                     print(f"{lighting:9s} K={K} one_pass {rows[0]['spp']:5d} spp: {c:6.2f} CPU s/sample  PSNR {p:5.2f} "
                           f"[{lo:5.2f}..{hi:5.2f}] frame {f:5.2f}  peak RSS {one['peak_rss_mb']:.0f} MiB"
                           f"{'  (equal quality)' if ok else ''}", flush=True)
-                print(f"{lighting:9s} K={K} -> " + (f"equal quality at m = {best[1]}: {cpu_s / best[0]:.2f}x "
-                                                     "fewer CPU s per relit sample" if best else
-                                                     "no one-pass multiplier tried reaches equal quality"), flush=True)
+                if best is None:
+                    verdict = "no one-pass multiplier tried reaches equal quality"
+                else:
+                    x = cpu_s / best[0]
+                    verdict = (f"equal quality at m = {best[1]}: " + (f"{x:.2f}x fewer" if x >= 1 else f"{1 / x:.2f}x more")
+                               + " CPU s per relit sample")
+                print(f"{lighting:9s} K={K} -> {verdict}", flush=True)
             results.append(entry)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -174,6 +174,7 @@ def render_passes(renderer, job: Job, index: int) -> Rendered:
     Must run on the process's main thread: Blender's importers and mode switches fail their
     ``poll()`` anywhere else. Everything after it (:func:`finish_sample`) is plain numpy and file
     I/O and may run on another thread, so a worker overlaps writing one sample with rendering the next.
+    With ``render.relight_mode: one_pass`` a view's relights come from one Cycles pass (:func:`_relit`).
 
     Raises:
         FramingError: coverage stayed outside [coverage_min, coverage_max] for every attempt.
