@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import NamedTuple
@@ -362,10 +363,14 @@ def test_ray_job_submit_renders_complete_store(tmp_path: Path, monkeypatch):
                     stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
             address = f"http://127.0.0.1:{dash}"
             t0 = time.time()
-            while head.poll() is None and subprocess.run([ray, "job", "list", "--address", address],
-                                                         capture_output=True, env=env, timeout=60).returncode != 0:
+            while head.poll() is None:  # the job server answers once the dashboard is up
+                try:
+                    with urllib.request.urlopen(f"{address}/api/version", timeout=5):
+                        break
+                except OSError:
+                    pass
                 assert time.time() - t0 < 180, "Ray dashboard did not come up"
-                time.sleep(1)
+                time.sleep(0.5)
             if head.poll() is None:
                 break
             _stop_tagged(tag)
@@ -378,11 +383,11 @@ def test_ray_job_submit_renders_complete_store(tmp_path: Path, monkeypatch):
         from ray.job_submission import JobStatus, JobSubmissionClient  # HTTP client, no ray.init
 
         monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # as the head
-        status = JobSubmissionClient(address).get_job_status(sub)
+        jobs = JobSubmissionClient(address)
+        status = jobs.get_job_status(sub)
         assert status == JobStatus.SUCCEEDED, f"{status}\n{res.stdout[-4000:]}{res.stderr[-2000:]}"
         assert res.returncode == 0
-        logs = subprocess.run([ray, "job", "logs", "--address", address, sub],
-                              capture_output=True, text=True, env=env, timeout=60).stdout
+        logs = jobs.get_job_logs(sub)
         assert "wrote 4 samples" in logs and "0 failed" in logs, logs[-3000:]
         keys = [f"smoke_s7_{i:06d}" for i in range(4)]
         _assert_store_complete(store, keys)
