@@ -135,23 +135,24 @@ def _assert_store_complete(store: Path, keys: list[str]) -> None:
 def slurm(tmp_path_factory) -> dict[str, str]:
     """A single-node SLURM cluster on this machine: the environment for sbatch/scontrol.
 
-    Started (and apt-installed) by configs/cluster/slurm_local.sh; reused when already running;
-    stopped at the end of the session if this session started it, so the rest of the suite has
-    the cores to itself. Skipped with the reason where it cannot start (not root, no apt-get).
+    Started (and apt-installed) by configs/cluster/slurm_local.sh; reused when already running.
+    This session holds a lease on it (its pid): at the end of the session the daemons stop unless
+    another live test session holds a lease too, or they were started by hand (a plain `up`).
+    Skipped with the reason where it cannot start (not root, no apt-get).
     """
     if os.name != "posix" or not Path("/proc").is_dir():
         pytest.skip("SLURM: needs Linux")
     if os.geteuid() != 0:
         pytest.skip("SLURM: needs root to install and start munged, slurmctld and slurmd")
-    res = subprocess.run(["bash", str(SLURM_LOCAL), "up"], capture_output=True, text=True, timeout=900)
+    res = subprocess.run(["bash", str(SLURM_LOCAL), "up", str(os.getpid())], capture_output=True, text=True,
+                         timeout=900)
     if res.returncode == 3:
         pytest.skip("SLURM: " + (res.stderr.strip().splitlines() or ["cannot start"])[-1])
     assert res.returncode == 0, f"slurm_local.sh up failed:\n{res.stdout}\n{res.stderr[-4000:]}"
     conf = re.search(r"^export SLURM_CONF=(\S+)$", res.stdout, re.M).group(1)
-    started = "reusing the running cluster" not in res.stderr
     yield dict(os.environ, SLURM_CONF=conf)
-    if started:
-        subprocess.run(["bash", str(SLURM_LOCAL), "down"], capture_output=True, text=True, timeout=120)
+    subprocess.run(["bash", str(SLURM_LOCAL), "down", str(os.getpid())], capture_output=True, text=True,
+                   timeout=120)
 
 
 class Submitted(NamedTuple):

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # A single-node SLURM cluster on this machine, for trying and testing slurm_render.sbatch for real.
 #
-#   bash configs/cluster/slurm_local.sh up       # install (apt), start munged, slurmctld, slurmd
+#   bash configs/cluster/slurm_local.sh up [PID]   # install (apt), start munged, slurmctld, slurmd
 #   export SLURM_CONF=/var/lib/synthgen-slurm/slurm.conf   # printed by `up`; sbatch/squeue need it
 #   bash configs/cluster/slurm_local.sh conf     # print the slurm.conf it writes for this host
 #   bash configs/cluster/slurm_local.sh status
-#   bash configs/cluster/slurm_local.sh down     # stop the daemons that `up` started
+#   bash configs/cluster/slurm_local.sh down [PID] # stop the daemons
 #
 # `up` needs root and, when SLURM or munge is missing, apt-get (Debian packages `slurm-wlm` and
-# `munge`, installed without recommends). It is idempotent: daemons it finds running (its own, from
-# an earlier `up`) are reused, a munged that already answers is reused and never stopped by `down`.
+# `munge`, installed without recommends). It is idempotent: a running cluster of its own (from an
+# earlier `up`) is reused, a munged that already answers is reused and never stopped by `down`.
 # It exits 3 when it cannot run here (not root, no apt-get, install failed, SLURM ports taken by
 # another SLURM), 1 on any other failure (daemon logs are printed).
+# PID (the tests pass their own pid): `up PID` takes a lease on the cluster for that process;
+# `down PID` drops it and stops the daemons only if an `up PID` started them and no other live
+# process holds a lease, so concurrent test sessions can share the cluster. A cluster started by
+# a plain `up` is left running by `down PID`; a plain `down` stops it regardless.
 #
 # Everything lives in $SLURM_LOCAL_DIR (default /var/lib/synthgen-slurm): slurm.conf, state and
 # spool folders, pid files and the daemon logs. /etc/slurm is not touched: clients find the conf
@@ -114,20 +118,38 @@ start_munge() {
   mkdir -p /run/munge /var/log/munge /var/lib/munge
   chown munge:munge /run/munge /var/log/munge /var/lib/munge 2>/dev/null || true
   chmod 0755 /run/munge
-  if id munge >/dev/null 2>&1; then runuser -u munge -- munged
-  else munged --force; fi
+  # 9>&-: the daemons must not inherit the lock (see up)
+  if id munge >/dev/null 2>&1; then runuser -u munge -- munged 9>&-
+  else munged --force 9>&-; fi
   touch "$DIR/munged.started-by-us"
   for _ in $(seq 50); do munge_ok && return 0; sleep 0.1; done
   log "munged does not answer"; return 1
 }
 
+lease_prune() {   # drop leases of processes that are gone; print the live ones
+  local f
+  for f in "$DIR"/leases/*; do
+    [[ -e $f ]] || continue
+    if kill -0 "$(basename "$f")" 2>/dev/null; then basename "$f"; else rm -f "$f"; fi
+  done
+}
+
 up() {
+  local holder=${1:-}
   [[ $(id -u) == 0 ]] || cannot "needs root (starts slurmctld and slurmd as root), running as $(id -un)"
+  mkdir -p "$DIR/state" "$DIR/spool" "$DIR/leases"
+  exec 9>"$DIR/lock"
+  flock 9   # one up/down (and apt-get) at a time
   install
-  mkdir -p "$DIR/state" "$DIR/spool"
   start_munge
-  if alive "$DIR/slurmctld.pid" slurmctld && alive "$DIR/slurmd.pid" slurmd && [[ $(node_state) == idle* || $(node_state) == mix* || $(node_state) == alloc* ]]; then
-    log "reusing the running cluster ($(node_state)); SLURM_CONF=$CONF"
+  local state=""
+  if alive "$DIR/slurmctld.pid" slurmctld && alive "$DIR/slurmd.pid" slurmd && scontrol ping >/dev/null 2>&1; then
+    state=$(node_state)
+    if [[ $state == down* || $state == drain* || $state == fail* ]]; then
+      scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true
+    fi
+    [[ -n $holder ]] && touch "$DIR/leases/$holder"
+    log "reusing the running cluster (node $NODE ${state:-unknown}); SLURM_CONF=$CONF"
     echo "export SLURM_CONF=$CONF"
     return 0
   fi
@@ -139,9 +161,8 @@ up() {
   gen_conf >"$CONF.new"
   mv "$CONF.new" "$CONF"
   log "starting slurmctld and slurmd ($(grep '^NodeName' "$CONF"))"
-  slurmctld -c -i || { show_logs; return 1; }   # -c: forget jobs of an earlier life
-  slurmd || { show_logs; return 1; }
-  local state=""
+  slurmctld -c -i 9>&- || { show_logs; return 1; }   # -c: forget jobs of an earlier life
+  slurmd 9>&- || { show_logs; return 1; }
   for _ in $(seq 60); do
     state=$(node_state)
     [[ $state == idle* ]] && break
@@ -152,12 +173,23 @@ up() {
     scontrol show node "$NODE" >&2 || true
     return 1
   fi
+  rm -f "$DIR"/leases/*
+  if [[ -n $holder ]]; then touch "$DIR/started-for-lease" "$DIR/leases/$holder"; else rm -f "$DIR/started-for-lease"; fi
   log "cluster up: node $NODE idle; SLURM_CONF=$CONF"
   echo "export SLURM_CONF=$CONF"
 }
 
 down() {
-  local f pid
+  local holder=${1:-} f pid others
+  mkdir -p "$DIR/leases"
+  exec 9>"$DIR/lock"
+  flock 9
+  if [[ -n $holder ]]; then
+    rm -f "$DIR/leases/$holder"
+    others=$(lease_prune | tr '\n' ' ')
+    if [[ -n $others ]]; then log "still in use by pid(s) $others; left running"; return 0; fi
+    if [[ ! -f $DIR/started-for-lease ]]; then log "started by a plain \`up\`; left running"; return 0; fi
+  fi
   for f in slurmd slurmctld; do
     if alive "$DIR/$f.pid" $f; then
       pid=$(cat "$DIR/$f.pid")
@@ -167,6 +199,7 @@ down() {
       log "stopped $f ($pid)"
     fi
   done
+  rm -f "$DIR/started-for-lease" "$DIR"/leases/*
   if [[ -f $DIR/munged.started-by-us ]]; then
     if alive /run/munge/munged.pid munged; then
       pid=$(cat /run/munge/munged.pid)
@@ -186,9 +219,9 @@ status() {
 }
 
 case "${1:-}" in
-  up) up ;;
-  down) down ;;
+  up) up "${2:-}" ;;
+  down) down "${2:-}" ;;
   conf) gen_conf ;;
   status) status ;;
-  *) echo "usage: $0 up|down|conf|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up [PID] | down [PID] | conf | status" >&2; exit 2 ;;
 esac
