@@ -33,7 +33,6 @@ flat corner lists (``face_sizes`` (F,) int32, ``face_verts`` (L,) int32) with pe
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -41,6 +40,9 @@ import numpy as np
 from . import assets
 from .identity import Identity
 from .macro import MacroSliders, macro_target_weights
+from .model import HumanModel, MaterialDesc, MeshPart, Rig
+
+__all__ = ["HumanModel", "MaterialDesc", "MeshPart", "Rig", "build_human", "morph", "OBJ_TO_WORLD"]
 
 OBJ_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # (x, y, z) -> (x, -z, y)
 DECIMETRE = 0.1
@@ -48,154 +50,6 @@ WEIGHT_THRESHOLD = 1e-4
 HAIR_ROUGHNESS = 0.4
 CORNEA_IOR = 1.376
 EYELASH_ALBEDO = (0.012, 0.010, 0.009)
-
-
-@dataclass(frozen=True)
-class MaterialDesc:
-    """How a renderer should shade a mesh part (units: linear-sRGB colours, metres).
-
-    Attributes:
-        name: unique material name within the human.
-        kind: ``skin`` | ``hair`` (alpha-textured cards: hair, eyebrows, eyelashes) | ``eye``
-            (eyeball with iris texture) | ``cornea`` (clear glossy shell) | ``teeth`` | ``cloth``.
-        base_color: linear-sRGB colour; for textured hair it is the tint multiplying the texture's
-            normalised luminance (``lum / texture_mean_luminance``), for skin the albedo modulated by
-            the detail map, else a constant multiplier of the diffuse texture (1, 1, 1).
-        diffuse_texture: absolute path of the colour texture (sRGB PNG) or ``None``.
-        normal_texture: absolute path of a tangent-space normal map or ``None``.
-        detail_texture: skin only: grey detail map (0.5 = mean tone) or ``None``.
-        detail_strength: 0..1 mix of the detail map.
-        texture_mean_luminance: mean linear luminance of the diffuse texture where alpha > 0.5
-            (hair only; used to normalise the tint).
-        alpha_cut: the diffuse texture's alpha is coverage (transparent where 0).
-        roughness: Principled roughness.
-        normal_strength: normal map strength.
-        subsurface_weight, subsurface_radius_m: Principled subsurface (radius per RGB, metres).
-        ior: index of refraction (cornea).
-        source: the ``.mhmat`` (or other file) the values come from.
-    """
-
-    name: str
-    kind: str
-    base_color: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    diffuse_texture: str | None = None
-    normal_texture: str | None = None
-    detail_texture: str | None = None
-    detail_strength: float = 0.0
-    texture_mean_luminance: float | None = None
-    alpha_cut: bool = False
-    roughness: float = 0.5
-    normal_strength: float = 1.0
-    subsurface_weight: float = 0.0
-    subsurface_radius_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    ior: float = 1.45
-    source: str | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class MeshPart:
-    """One mesh of a human.
-
-    Attributes:
-        name: ``body`` or the proxy kind (``eyes``, ``eyebrows``, ``eyelashes``, ``teeth``, ``hair``,
-            ``top``, ``shoes``).
-        asset: asset name (``hm08`` for the body).
-        verts: (N, 3) float32 world positions, metres.
-        face_sizes: (F,) int32 corners per face (3 or 4).
-        face_verts: (L,) int32 vertex index per corner (faces concatenated).
-        loop_uvs: (L, 2) float32 UV per corner.
-        face_material: (F,) int32 index into ``materials``.
-        materials: material descriptions.
-        vertex_groups: ``{bone name: (indices (K,) int32, weights (K,) float32)}``; every vertex's
-            weights sum to 1 (within float error).
-        base_index: body only: (N,) int32 base-mesh vertex index of each vertex (``arange``).
-    """
-
-    name: str
-    asset: str
-    verts: np.ndarray
-    face_sizes: np.ndarray
-    face_verts: np.ndarray
-    loop_uvs: np.ndarray
-    face_material: np.ndarray
-    materials: tuple[MaterialDesc, ...]
-    vertex_groups: dict[str, tuple[np.ndarray, np.ndarray]]
-    base_index: np.ndarray | None = None
-
-    @property
-    def face_starts(self) -> np.ndarray:
-        """(F,) int64 offset of each face's first corner in ``face_verts``."""
-        return np.concatenate([[0], np.cumsum(self.face_sizes)[:-1]]).astype(np.int64)
-
-    def faces_as_lists(self) -> list[list[int]]:
-        """Faces as Python lists of vertex indices (slow; for small meshes and tests)."""
-        st = self.face_starts
-        return [self.face_verts[s:s + n].tolist() for s, n in zip(st, self.face_sizes)]
-
-    def used_vertices(self) -> np.ndarray:
-        """Sorted unique int64 indices of the vertices referenced by faces."""
-        return np.unique(self.face_verts).astype(np.int64)
-
-
-@dataclass(frozen=True, eq=False)
-class Rig:
-    """Armature in the world frame (metres).
-
-    Attributes:
-        names: bone names (MPFB2 default rig, 163 bones), parents before children.
-        parents: parent name per bone (``None`` for the root).
-        heads, tails: (B, 3) float32 bone ends.
-        rolls: (B,) float32 Blender edit-bone roll, radians.
-        use_connect: (B,) bool.
-    """
-
-    names: tuple[str, ...]
-    parents: tuple[str | None, ...]
-    heads: np.ndarray
-    tails: np.ndarray
-    rolls: np.ndarray
-    use_connect: np.ndarray
-
-    def index(self, name: str) -> int:
-        return self.names.index(name)
-
-
-@dataclass(frozen=True, eq=False)
-class HumanModel:
-    """A built human (see module docstring for units and frames).
-
-    Attributes:
-        identity: what was built.
-        body: the skin mesh (all 13 380 hm08 body vertices; faces hidden by clothes removed).
-        proxies: ``{kind: MeshPart}`` for the worn proxies.
-        rig: the armature.
-        scale: uniform factor applied after the decimetre -> metre conversion.
-        height_m: measured body height (equals the phenotype's).
-        floor_lift_m: how far everything was raised so the lowest point (shoe soles) is on z = 0.
-        head_top_m, head_centre_m, eye_centre_m: (3,) float64 world points: highest body vertex,
-            mean of body vertices mostly weighted to the ``head`` bone, mid-point of the eye joints.
-        bbox_min_m, bbox_max_m: (3,) float64 bounds of all meshes.
-        seconds: build time.
-    """
-
-    identity: Identity
-    body: MeshPart
-    proxies: dict[str, MeshPart]
-    rig: Rig
-    scale: float
-    height_m: float
-    floor_lift_m: float
-    head_top_m: np.ndarray
-    head_centre_m: np.ndarray
-    eye_centre_m: np.ndarray
-    bbox_min_m: np.ndarray
-    bbox_max_m: np.ndarray
-    seconds: float = 0.0
-    info: dict = field(default_factory=dict)
-
-    def parts(self) -> list[MeshPart]:
-        """Body then proxies."""
-        return [self.body, *self.proxies.values()]
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -341,30 +195,22 @@ def _proxy_materials(kind: str, lp: assets.LoadedProxy, ident: Identity, loop_uv
 
 
 # ---------------------------------------------------------------------------------------- build
-def build_human(identity: Identity) -> HumanModel:
-    """Build ``identity`` (see the module docstring for every step, units and frames).
-
-    The first call in a process parses the vendored files (cached afterwards).
-
-    Raises:
-        ValueError: malformed vendored data or a phenotype out of range.
-        KeyError: an unknown asset name in the identity.
-    """
-    t0 = time.perf_counter()
-    bm = assets.base_mesh()
-    nb = bm.n_body
-    v = morph(identity.phenotype.sliders())
-
-    # world transform from the morphed body
-    q = v[:nb] @ OBJ_TO_WORLD.T * DECIMETRE
+def _world_transform(v_body: np.ndarray, height_m: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """``(k, A, b)``: world point ``p @ A.T + b`` of OBJ point ``p`` (step 4 before the floor lift):
+    axes swapped, decimetres -> metres, scaled by ``k`` to ``height_m``, bounding box centred on
+    x = y = 0 with its lowest vertex on z = 0. ``v_body``: (N, 3) morphed body vertices."""
+    q = v_body @ OBJ_TO_WORLD.T * DECIMETRE
     lo, hi = q.min(0), q.max(0)
     extent = float(hi[2] - lo[2])
-    k = float(identity.phenotype.height_m) / extent
+    k = float(height_m) / extent
     A = k * DECIMETRE * OBJ_TO_WORLD
     b = np.array([-k * (lo[0] + hi[0]) / 2.0, -k * (lo[1] + hi[1]) / 2.0, -k * lo[2]])
+    return k, A, b
 
-    # proxies (fitted in the OBJ frame)
-    names_w, W = assets.skin_weights()
+
+def _fit_proxies(identity: Identity, v: np.ndarray, A: np.ndarray, b: np.ndarray, W: np.ndarray):
+    """Step 2 and the proxies' skin weights: ``({kind: (proxy, world verts before the lift, loop
+    UVs, (P, B) weights)}, (V,) bool base vertices hidden by a proxy, floor lift in metres)``."""
     proxies_raw = {}
     deleted = np.zeros(len(v), bool)
     for kind, name in identity.proxy_names().items():
@@ -376,14 +222,15 @@ def build_human(identity: Identity) -> HumanModel:
     lift = 0.0
     for _, p, _, _ in proxies_raw.values():
         lift = max(lift, -float(p[:, 2].min()))
-    b = b + np.array([0.0, 0.0, lift])
+    return proxies_raw, deleted, lift
 
-    # body
+
+def _body_part(identity: Identity, body_verts: np.ndarray, deleted: np.ndarray, Wb: np.ndarray,
+               names_w: tuple[str, ...]) -> tuple[MeshPart, int]:
+    """The skin mesh without the faces touching ``deleted`` vertices, and how many faces were dropped."""
     face_sizes, face_verts, loop_uvs = _body_static()
     fdel = np.add.reduceat(deleted[face_verts].astype(np.int32), np.concatenate([[0], np.cumsum(face_sizes)[:-1]])) > 0
     keep_c = np.repeat(~fdel, face_sizes)
-    body_verts = _transform(v[:nb], A, b)
-    Wb = W[:nb]
     s = identity.skin
     skin_mat = MaterialDesc(name="skin", kind="skin", base_color=s.albedo_linear,
                             detail_texture=assets.data_path(assets.SKIN_DETAIL_TEXTURE),
@@ -394,8 +241,11 @@ def build_human(identity: Identity) -> HumanModel:
                     face_sizes=face_sizes[~fdel].copy(), face_verts=face_verts[keep_c].copy(),
                     loop_uvs=loop_uvs[keep_c].copy(), face_material=np.zeros(int((~fdel).sum()), np.int32),
                     materials=(skin_mat,), vertex_groups=_groups_from_dense(Wb, names_w),
-                    base_index=np.arange(nb, dtype=np.int32))
+                    base_index=np.arange(len(body_verts), dtype=np.int32))
+    return body, int(fdel.sum())
 
+
+def _proxy_parts(identity: Identity, proxies_raw: dict, lift: float, names_w: tuple[str, ...]) -> dict[str, MeshPart]:
     proxies = {}
     for kind, (lp, p, luv, Wp) in proxies_raw.items():
         m = lp.mesh
@@ -403,25 +253,55 @@ def build_human(identity: Identity) -> HumanModel:
         proxies[kind] = MeshPart(name=kind, asset=lp.asset.name, verts=(p + np.array([0.0, 0.0, lift])).astype(np.float32),
                                  face_sizes=m.face_sizes, face_verts=m.face_verts, loop_uvs=luv, face_material=fmat,
                                  materials=mats, vertex_groups=_groups_from_dense(Wp.astype(np.float32), names_w))
+    return proxies
 
-    # rig
+
+def _rig(v: np.ndarray, A: np.ndarray, b: np.ndarray) -> Rig:
     order, parents, heads, tails, rolls, conn = _rig_positions(v)
-    rig = Rig(names=tuple(order), parents=tuple(parents), heads=_transform(heads, A, b).astype(np.float32),
-              tails=_transform(tails, A, b).astype(np.float32), rolls=rolls, use_connect=conn)
+    return Rig(names=tuple(order), parents=tuple(parents), heads=_transform(heads, A, b).astype(np.float32),
+               tails=_transform(tails, A, b).astype(np.float32), rolls=rolls, use_connect=conn)
 
-    # landmarks
-    bv = body_verts
+
+def _landmarks(v: np.ndarray, bv: np.ndarray, Wb: np.ndarray, names_w: tuple[str, ...], A: np.ndarray,
+               b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World head top, head centre and eye centre (see :class:`HumanModel`); ``bv``: body world verts."""
+    bm = assets.base_mesh()
     top = bv[int(np.argmax(bv[:, 2]))]
     hj = names_w.index("head")
     head_verts = bv[Wb[:, hj] > 0.5]
     head_centre = head_verts.mean(0) if len(head_verts) else top
     eyes = [v[bm.joint_groups[g]].mean(0) for g in ("joint-l-eye", "joint-r-eye")]
     eye_centre = _transform((eyes[0] + eyes[1]) / 2.0, A, b)
+    return top, head_centre, eye_centre
+
+
+def build_human(identity: Identity) -> HumanModel:
+    """Build ``identity`` (see the module docstring for every step, units and frames).
+
+    The first call in a process parses the vendored files (cached afterwards).
+
+    Raises:
+        ValueError: malformed vendored data or a phenotype out of range.
+        KeyError: an unknown asset name in the identity.
+    """
+    t0 = time.perf_counter()
+    nb = assets.base_mesh().n_body
+    v = morph(identity.phenotype.sliders())
+    k, A, b = _world_transform(v[:nb], identity.phenotype.height_m)
+    names_w, W = assets.skin_weights()
+    proxies_raw, deleted, lift = _fit_proxies(identity, v, A, b, W)
+    b = b + np.array([0.0, 0.0, lift])
+    body_verts = _transform(v[:nb], A, b)
+    Wb = W[:nb]
+    body, n_removed = _body_part(identity, body_verts, deleted, Wb, names_w)
+    proxies = _proxy_parts(identity, proxies_raw, lift, names_w)
+    rig = _rig(v, A, b)
+    top, head_centre, eye_centre = _landmarks(v, body_verts, Wb, names_w, A, b)
     allv = np.concatenate([body.verts] + [pp.verts for pp in proxies.values()])
-    height = float(bv[:, 2].max() - bv[:, 2].min())
+    height = float(body_verts[:, 2].max() - body_verts[:, 2].min())
     return HumanModel(identity=identity, body=body, proxies=proxies, rig=rig, scale=k, height_m=height,
                       floor_lift_m=lift, head_top_m=top.astype(np.float64), head_centre_m=head_centre.astype(np.float64),
                       eye_centre_m=eye_centre.astype(np.float64), bbox_min_m=allv.min(0).astype(np.float64),
                       bbox_max_m=allv.max(0).astype(np.float64), seconds=time.perf_counter() - t0,
                       info={"n_targets": len(macro_target_weights(identity.phenotype.sliders())),
-                            "body_faces_removed": int(fdel.sum())})
+                            "body_faces_removed": n_removed})

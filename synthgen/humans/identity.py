@@ -140,6 +140,84 @@ def _affinity_choice(rng: np.random.Generator, names: list[str], weights: list[f
     return names[int(rng.choice(len(names), p=w / w.sum()))]
 
 
+def _sample_phenotype(ph, rng: np.random.Generator) -> Phenotype:
+    """Phenotype stream (draw order in :func:`sample_identity`); ``ph``: ``spec.phenotype``."""
+    sex = float(ph.sex.sample(rng))
+    age = float(ph.age_years.sample(rng))
+    if ph.ethnicity.mode == "dirichlet":
+        eth = rng.dirichlet([ph.ethnicity.african, ph.ethnicity.asian, ph.ethnicity.caucasian])
+    else:
+        e = np.array([ph.ethnicity.african, ph.ethnicity.asian, ph.ethnicity.caucasian], float)
+        eth = e / e.sum()
+    eth = [float(x) for x in eth]
+    if ph.height_m is not None:
+        height = float(ph.height_m.sample(rng))
+        z = (height / median_height_m(age, sex) - 1.0) / HEIGHT_CV
+    else:
+        z = float(ph.height_z.sample(rng))
+        height = height_from_z(age, sex, z)
+    muscle = float(ph.muscle.sample(rng))
+    weight = float(ph.weight.sample(rng))
+    proportions = float(ph.proportions.sample(rng))
+    hslider = float(np.clip(0.5 + ph.height_slider_per_sd * z, 0.0, 1.0))
+    age_years_to_slider(age)  # validates the range
+    return Phenotype(sex=sex, age_years=age, height_m=height, height_z=float(z), muscle=muscle, weight=weight,
+                     proportions=proportions, african=eth[0], asian=eth[1], caucasian=eth[2], height_slider=hslider)
+
+
+def _sample_skin(sk, rng: np.random.Generator, eth: list[float]) -> SkinParams:
+    """Skin stream; ``sk``: ``spec.skin``; ``eth``: (african, asian, caucasian) blend."""
+    zm = float(rng.standard_normal())
+    if sk.melanin is not None:
+        melanin = float(sk.melanin.sample(rng))
+    else:
+        anch = sk.melanin_anchors
+        logm = sum(w * math.log(anch[k]) for k, w in zip(("african", "asian", "caucasian"), eth))
+        melanin = float(np.clip(math.exp(logm + sk.melanin_log_sd * zm), 0.005, 0.5))
+    blood = float(sk.blood_fraction.sample(rng))
+    sat = float(sk.oxygen_saturation.sample(rng))
+    rough = float(sk.roughness.sample(rng))
+    sss = float(sk.subsurface_scale.sample(rng))
+    return SkinParams(melanin=melanin, blood=blood, oxygen_saturation=sat, albedo_linear=skin_albedo(melanin, blood, sat),
+                      roughness=rough, subsurface_weight=1.0,
+                      subsurface_radius_m=tuple(float(x * 1e-3 * sss) for x in SKIN_MEAN_FREE_PATH_MM),
+                      detail_strength=float(sk.detail_strength))
+
+
+def _sample_hair_colour(hc, rng: np.random.Generator, age: float, eth: list[float]) -> HairColour:
+    """Wardrobe stream, hair colour part: melanin, red test, redness, grey onset, grey factor."""
+    african, asian, caucasian = eth
+    if hc.melanin is not None:
+        h_mel = float(hc.melanin.sample(rng))
+    else:
+        mu = 0.55 * caucasian + 0.88 * (african + asian)
+        h_mel = float(np.clip(mu + 0.15 * rng.standard_normal(), 0.05, 0.97))
+    red = bool(rng.random() < hc.red_probability * caucasian)
+    u_red = float(rng.random())
+    if hc.redness is not None:
+        redness = float(hc.redness.sample(rng))
+    elif red:
+        redness = 0.75 + 0.25 * u_red
+        h_mel = 0.3 + 0.3 * (h_mel - 0.05) / 0.92
+    else:
+        redness = 0.05 + 0.3 * u_red
+    onset = float(hc.grey_onset_years.sample(rng))
+    gfac = float(rng.uniform(0.4, 1.0))
+    greyness = float(np.clip((age - onset) / hc.grey_span_years, 0.0, 1.0) ** 1.5 * gfac)
+    hair_rgb = hair_albedo(h_mel, redness, greyness)
+    brow_rgb = tuple(0.8 * c for c in hair_albedo(h_mel, redness, 0.35 * greyness))
+    return HairColour(melanin=h_mel, redness=redness, greyness=greyness, albedo_linear=hair_rgb,
+                      eyebrow_albedo_linear=brow_rgb)
+
+
+def _sample_iris(ey, rng: np.random.Generator, eth: list[float]) -> str:
+    """Eyes stream: brown test, light colour; ``ey``: ``spec.eyes``."""
+    p_brown = sum(w * ey.brown_probability[k] for k, w in zip(("african", "asian", "caucasian"), eth))
+    brown = bool(rng.random() < p_brown)
+    light = ey.light_colours[int(rng.integers(len(ey.light_colours)))]
+    return "brown" if brown else light
+
+
 def sample_identity(spec: HumansSpec, seed: int, j: int) -> Identity:
     """Sample identity ``j`` (0-based, < ``spec.identities``) of ``spec`` for the global ``seed``.
 
@@ -155,83 +233,21 @@ def sample_identity(spec: HumansSpec, seed: int, j: int) -> Identity:
     if not 0 <= j < spec.identities:
         raise ValueError(f"identity index {j} outside [0, {spec.identities}) of subjects entry {spec.id!r}")
     r_ph, r_sk, r_wd, r_ey = identity_rngs(seed, j)
-    ph = spec.phenotype
-    sex = float(ph.sex.sample(r_ph))
-    age = float(ph.age_years.sample(r_ph))
-    if ph.ethnicity.mode == "dirichlet":
-        eth = r_ph.dirichlet([ph.ethnicity.african, ph.ethnicity.asian, ph.ethnicity.caucasian])
-    else:
-        e = np.array([ph.ethnicity.african, ph.ethnicity.asian, ph.ethnicity.caucasian], float)
-        eth = e / e.sum()
-    eth = [float(x) for x in eth]
-    if ph.height_m is not None:
-        height = float(ph.height_m.sample(r_ph))
-        z = (height / median_height_m(age, sex) - 1.0) / HEIGHT_CV
-    else:
-        z = float(ph.height_z.sample(r_ph))
-        height = height_from_z(age, sex, z)
-    muscle = float(ph.muscle.sample(r_ph))
-    weight = float(ph.weight.sample(r_ph))
-    proportions = float(ph.proportions.sample(r_ph))
-    hslider = float(np.clip(0.5 + ph.height_slider_per_sd * z, 0.0, 1.0))
-    age_years_to_slider(age)  # validates the range
-    pheno = Phenotype(sex=sex, age_years=age, height_m=height, height_z=float(z), muscle=muscle, weight=weight,
-                      proportions=proportions, african=eth[0], asian=eth[1], caucasian=eth[2], height_slider=hslider)
-
-    sk = spec.skin
-    zm = float(r_sk.standard_normal())
-    if sk.melanin is not None:
-        melanin = float(sk.melanin.sample(r_sk))
-    else:
-        anch = sk.melanin_anchors
-        logm = sum(w * math.log(anch[k]) for k, w in zip(("african", "asian", "caucasian"), eth))
-        melanin = float(np.clip(math.exp(logm + sk.melanin_log_sd * zm), 0.005, 0.5))
-    blood = float(sk.blood_fraction.sample(r_sk))
-    sat = float(sk.oxygen_saturation.sample(r_sk))
-    rough = float(sk.roughness.sample(r_sk))
-    sss = float(sk.subsurface_scale.sample(r_sk))
-    skin = SkinParams(melanin=melanin, blood=blood, oxygen_saturation=sat, albedo_linear=skin_albedo(melanin, blood, sat),
-                      roughness=rough, subsurface_weight=1.0,
-                      subsurface_radius_m=tuple(float(x * 1e-3 * sss) for x in SKIN_MEAN_FREE_PATH_MM),
-                      detail_strength=float(sk.detail_strength))
+    pheno = _sample_phenotype(spec.phenotype, r_ph)
+    sex, age = pheno.sex, pheno.age_years
+    eth = [pheno.african, pheno.asian, pheno.caucasian]
+    skin = _sample_skin(spec.skin, r_sk, eth)
 
     wd = spec.wardrobe
     p_bald = wd.bald_probability * sex * float(np.clip((age - 25.0) / 40.0, 0.0, 1.0))
     bald = bool(r_wd.random() < p_bald)
     style = _affinity_choice(r_wd, wd.hair.styles, wd.hair.weights, sex, wd.sex_bias)
-    hc = wd.hair.colour
-    african, asian, caucasian = eth
-    if hc.melanin is not None:
-        h_mel = float(hc.melanin.sample(r_wd))
-    else:
-        mu = 0.55 * caucasian + 0.88 * (african + asian)
-        h_mel = float(np.clip(mu + 0.15 * r_wd.standard_normal(), 0.05, 0.97))
-    red = bool(r_wd.random() < hc.red_probability * caucasian)
-    u_red = float(r_wd.random())
-    if hc.redness is not None:
-        redness = float(hc.redness.sample(r_wd))
-    elif red:
-        redness = 0.75 + 0.25 * u_red
-        h_mel = 0.3 + 0.3 * (h_mel - 0.05) / 0.92
-    else:
-        redness = 0.05 + 0.3 * u_red
-    onset = float(hc.grey_onset_years.sample(r_wd))
-    gfac = float(r_wd.uniform(0.4, 1.0))
-    greyness = float(np.clip((age - onset) / hc.grey_span_years, 0.0, 1.0) ** 1.5 * gfac)
-    hair_rgb = hair_albedo(h_mel, redness, greyness)
-    brow_rgb = tuple(0.8 * c for c in hair_albedo(h_mel, redness, 0.35 * greyness))
-    hair_colour = HairColour(melanin=h_mel, redness=redness, greyness=greyness, albedo_linear=hair_rgb,
-                             eyebrow_albedo_linear=brow_rgb)
+    hair_colour = _sample_hair_colour(wd.hair.colour, r_wd, age, eth)
     eyebrows = wd.eyebrows[int(r_wd.integers(len(wd.eyebrows)))]
     eyelashes = wd.eyelashes[int(r_wd.integers(len(wd.eyelashes)))]
     top = _affinity_choice(r_wd, wd.tops, wd.top_weights, sex, wd.sex_bias) if wd.tops else None
     shoes = _affinity_choice(r_wd, wd.shoes, wd.shoe_weights, sex, wd.sex_bias) if wd.shoes else None
-
-    ey = spec.eyes
-    p_brown = sum(w * ey.brown_probability[k] for k, w in zip(("african", "asian", "caucasian"), eth))
-    brown = bool(r_ey.random() < p_brown)
-    light = ey.light_colours[int(r_ey.integers(len(ey.light_colours)))]
-    iris = "brown" if brown else light
+    iris = _sample_iris(spec.eyes, r_ey, eth)
 
     return Identity(index=int(j), subject_id=spec.subject_id(j), seed=int(seed), phenotype=pheno, skin=skin,
                     hair_colour=hair_colour, hair=None if bald else style, eyebrows=eyebrows, eyelashes=eyelashes,
