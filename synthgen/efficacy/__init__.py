@@ -8,6 +8,7 @@ subject-disjoint part of the training data, and writes ``efficacy.json`` and ``i
 
 Modules: :mod:`.data` (the only importer of synthgen internals; loading and letterboxing),
 :mod:`.metrics` (numpy metrics and baselines), :mod:`.model` (PyTorch network, SILog, training),
-:mod:`.run` (orchestration), :mod:`.report` (outputs), :mod:`.cli` (the subcommand).
+:mod:`.prepare` (reading, subject hold-out, evaluation sets), :mod:`.run` (orchestration),
+:mod:`.report` (outputs), :mod:`.cli` (the subcommand).
 Only :mod:`.model` and :mod:`.run` import PyTorch, an optional extra: ``pip install 'synthgen[train]'``.
 """

@@ -11,7 +11,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -19,65 +19,18 @@ import torch
 from tqdm import tqdm
 
 from . import model as M
-from .data import SYNTHGEN_VERSION, Item, SourceError, load_source, split_by_subject
+from .data import SYNTHGEN_VERSION
 from .metrics import HIGHER_IS_BETTER, METRICS, constant_depth, depth_metrics, ellipsoid_depth, region_mask
 from .options import Options, RunError
+from .prepare import EvalSet, RunData, load_data
 
 log = logging.getLogger("synthgen.efficacy")
 
 FORMAT = "synthgen.efficacy/1"
 PREDICTORS = ("trained", "untrained", "constant", "ellipsoid")
 BASELINES = ("untrained", "constant", "ellipsoid")
-MIN_PIXELS = 16
-"""Evaluation samples with fewer scored pixels are skipped (listed under ``skipped``)."""
 CHECKPOINT_SAMPLES = 32
 """Checkpoints during training score the first this many samples of each set."""
-
-
-@dataclass
-class EvalSet:
-    name: str
-    items: list[Item]
-    regions: list[np.ndarray]
-    origin_index: list[int] = field(default_factory=list)
-
-
-def _load_all(paths: list[str], opts: Options, what: str, limit: int | None = None) -> tuple[list[Item], list[int], list[dict]]:
-    items, origin, info = [], [], []
-    for i, p in enumerate(paths):
-        left = None if limit is None else max(0, limit - len(items))
-        try:
-            got, problems = load_source(p, opts.size, exposure_ev=opts.exposure, tone=opts.tone, limit=left)
-        except SourceError as exc:
-            raise RunError(f"--{what} {exc}") from exc
-        for msg in problems[:20]:
-            log.warning("skipped unreadable sample: %s", msg)
-        if len(problems) > 20:
-            log.warning("... and %d more unreadable samples in %s", len(problems) - 20, p)
-        n_metric = sum(it.metric for it in got)
-        log.info("--%s %s: %d samples (%d metric, %d relative depth), %d subjects%s", what, p, len(got), n_metric,
-                 len(got) - n_metric, len({it.subject_id for it in got}),
-                 f", {len(problems)} unreadable" if problems else "")
-        info.append({"path": str(p), "samples": len(got), "metric_samples": n_metric,
-                     "subjects": len({it.subject_id for it in got}), "unreadable": problems,
-                     "by_source": {s: sum(it.source == s for it in got) for s in sorted({it.source for it in got})}})
-        items += got
-        origin += [i] * len(got)
-    return items, origin, info
-
-
-def _eval_set(name: str, items: list[Item], origin: list[int], region: str, skipped: list[dict]) -> EvalSet:
-    es = EvalSet(name, [], [], [])
-    for it, o in zip(items, origin):
-        r = region_mask(it.depth, it.mask, region)
-        if int(r.sum()) < MIN_PIXELS:
-            skipped.append({"set": name, "key": it.key, "origin": it.origin,
-                            "reason": f"{int(r.sum())} scored pixels (< {MIN_PIXELS}) in region '{region}'"})
-            continue
-        es.items.append(it)
-        es.regions.append(r)
-        es.origin_index.append(o)
-    return es
 
 
 def _score(es: EvalSet, preds: np.ndarray | list[np.ndarray]) -> list[dict[str, float | None]]:
@@ -120,15 +73,8 @@ def _environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
-def run(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Do the whole run. Returns ``(doc, extras)``: ``doc`` is efficacy.json's content, ``extras``
-    holds what the report needs beyond it (items, predictions for the tiles, loss curves).
-
-    Raises:
-        RunError: bad options or unusable data.
-    """
-    t_start = time.perf_counter()
-    opts.check()
+def _pick_device(opts: Options) -> torch.device:
+    """The torch device of ``--device``, with ``--threads`` applied; warns when the CPU is busy."""
     try:
         device = M.pick_device(opts.device)
     except RuntimeError as exc:
@@ -141,67 +87,87 @@ def run(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
             log.warning("the machine is busy (load %.1f on %d cores): PyTorch's %d CPU threads may slow down a lot "
                         "waiting for each other; --threads 1 is often faster then", load, cores,
                         torch.get_num_threads())
+    return device
 
-    # ---------------------------------------------------------------- data
-    t0 = time.perf_counter()
-    train_all, _, train_info = _load_all(opts.train, opts, "train", opts.max_train)
-    eval_items, eval_origin, eval_info = _load_all(opts.eval, opts, "eval")
-    load_s = time.perf_counter() - t0
-    if not train_all:
-        raise RunError("--train: no readable samples")
-    train_items, held_items, held_subjects = split_by_subject(train_all, opts.holdout)
-    n_subj = len({it.subject_id for it in train_all})
-    if held_items:
-        log.info("held back %d of %d training subjects (%d samples) for the in-domain figure: %s; training on %d samples",
-                 len(held_subjects), n_subj, len(held_items), ", ".join(held_subjects), len(train_items))
-    else:
-        log.warning("no in-domain hold-out (%s)", "--holdout 0" if opts.holdout <= 0 else
-                    f"the training data has {n_subj} subject(s); need 2 or more")
-    train_regions = [region_mask(it.depth, it.mask, "mask") for it in train_items]
-    empty = sum(int(r.sum()) == 0 for r in train_regions)
-    if empty:
-        log.warning("%d training samples have no valid subject pixels (depth > 0 and mask > 0.5); left out", empty)
-    train_items = [it for it, r in zip(train_items, train_regions) if r.any()]
-    if not train_items:
-        raise RunError("--train: no sample has valid subject pixels (depth > 0 and mask > 0.5)")
 
-    skipped: list[dict] = []
-    sets = [_eval_set("eval", eval_items, eval_origin, opts.region, skipped)]
-    if not sets[0].items:
-        raise RunError(f"--eval: no sample has >= {MIN_PIXELS} scored pixels in region '{opts.region}'")
-    if held_items:
-        hs = _eval_set("held_back", held_items, [0] * len(held_items), opts.region, skipped)
-        if hs.items:
-            sets.append(hs)
-    for s in skipped[:20]:
-        log.warning("not evaluated: %s %s: %s", s["set"], s["key"], s["reason"])
-    if len(skipped) > 20:
-        log.warning("... and %d more samples not evaluated (listed under data.skipped in efficacy.json)",
-                    len(skipped) - 20)
-    leaked = sorted({it.subject_id for it in sets[0].items} & {it.subject_id for it in train_all})
-    if leaked:
-        log.warning("%d evaluation subject(s) also occur in the training data (not an independent test): %s",
-                    len(leaked), ", ".join(leaked[:10]) + (" ..." if len(leaked) > 10 else ""))
+def _per_sample_rows(sets: list[EvalSet]) -> dict[str, list[dict]]:
+    """Per evaluation sample: identification and ``metrics[predictor]``, a list filled once per seed."""
+    return {es.name: [{"key": it.key, "origin": it.origin, "subject_id": it.subject_id, "source": it.source,
+                       "metric": it.metric, "pixels": int(r.sum()), "metrics": {p: [] for p in PREDICTORS}}
+                      for it, r in zip(es.items, es.regions)]
+            for es in sets}
 
-    # ---------------------------------------------------------------- non-learned baselines
-    per_sample: dict[str, list[dict]] = {}
-    for es in sets:
-        per_sample[es.name] = [{"key": it.key, "origin": it.origin, "subject_id": it.subject_id, "source": it.source,
-                                "metric": it.metric, "pixels": int(r.sum()),
-                                "metrics": {p: [] for p in PREDICTORS}}
-                               for it, r in zip(es.items, es.regions)]
+
+def _fixed_baselines(sets: list[EvalSet]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """``(predictions, metric rows)`` per set and baseline of the non-learned ``constant`` and ``ellipsoid``."""
     fixed_preds, fixed_rows = {}, {}
     for es in sets:
         const = [constant_depth(it.depth.shape) for it in es.items]
         ell = [ellipsoid_depth(it.mask, it.box) for it in es.items]
         fixed_preds[es.name] = {"constant": const, "ellipsoid": ell}
         fixed_rows[es.name] = {"constant": _score(es, const), "ellipsoid": _score(es, ell)}
+    return fixed_preds, fixed_rows
 
-    # ---------------------------------------------------------------- training, per seed
+
+def _predict_set(net, es: EvalSet, device: torch.device) -> np.ndarray:
+    return M.predict(net, np.stack([it.rgb for it in es.items]), device)
+
+
+def _score_before_training(net, sets: list[EvalSet], per_sample: dict[str, list[dict]],
+                           fixed_rows: dict[str, dict], device: torch.device) -> None:
+    """Append this seed's ``untrained`` rows and (the same for every seed) the fixed baselines' rows."""
+    for es in sets:
+        rows = _score(es, _predict_set(net, es, device))
+        for ps, row in zip(per_sample[es.name], rows):
+            ps["metrics"]["untrained"].append(row)
+        for name, rows in fixed_rows[es.name].items():  # deterministic: the same rows for every seed
+            for ps, row in zip(per_sample[es.name], rows):
+                ps["metrics"][name].append(row)
+
+
+def _checkpoint_scorer(net, sets: list[EvalSet], device: torch.device):
+    """``on_checkpoint(step) -> {set: {spearman, silog}}`` for :func:`M.train`."""
+    def on_checkpoint(step: int, net=net) -> dict:
+        cp = {}
+        for es in sets:  # the first CHECKPOINT_SAMPLES of each set (the final evaluation uses all)
+            sub = EvalSet(es.name, es.items[:CHECKPOINT_SAMPLES], es.regions[:CHECKPOINT_SAMPLES])
+            rows = _score(sub, _predict_set(net, sub, device))
+            cp[es.name] = {"spearman": float(np.mean([r["spearman"] for r in rows])),
+                           "silog": float(np.mean([r["silog"] for r in rows]))}
+        return cp
+    return on_checkpoint
+
+
+def _fit(net, data, opts: Options, seed: int, device: torch.device, sets: list[EvalSet], checkpoint_every: int):
+    """Train ``net`` for ``opts.steps`` (progress bar on stderr); ``RunError`` when the loss diverges."""
+    with tqdm(total=opts.steps, desc=f"train seed {seed}", unit="step", disable=not opts.progress,
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        try:
+            return M.train(net, data, steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr, seed=seed,
+                           checkpoint_every=checkpoint_every, on_checkpoint=_checkpoint_scorer(net, sets, device),
+                           progress=bar)
+        except M.Diverged as exc:
+            raise RunError(f"seed {seed}: {exc}; try a lower --lr") from exc
+
+
+def _run_record(seed: int, res, opts: Options, eval_seconds: float) -> dict[str, Any]:
+    """efficacy.json's ``runs[]`` entry of one seed."""
+    k = max(1, min(50, len(res.losses) // 10))
+    return {"seed": seed, "train_seconds": round(res.seconds, 3),
+            "steps_per_second": round(opts.steps / max(res.seconds, 1e-9), 3),
+            "eval_seconds": round(eval_seconds, 3),
+            "loss_first": float(np.mean(res.losses[:k])), "loss_last": float(np.mean(res.losses[-k:])),
+            "losses": [round(x, 6) for x in res.losses], "checkpoints": res.checkpoints}
+
+
+def _train_seeds(opts: Options, device: torch.device, d: RunData, seeds: list[int], per_sample: dict[str, list[dict]],
+                 fixed_rows: dict[str, dict]) -> tuple[list[dict], dict[str, np.ndarray], int | None, float]:
+    """Per seed: a fresh network scored untrained, trained, scored again (rows appended to
+    ``per_sample``). Returns ``(runs, first seed's predictions per set, parameter count, initial log depth)``."""
+    train_items, sets = d.train_items, d.sets
     train_depth = np.concatenate([it.depth[r] for it, r in zip(train_items, [region_mask(i.depth, i.mask, "mask")
                                                                              for i in train_items])])
     init_log = float(np.median(np.log(train_depth)))
-    seeds = list(range(opts.seeds))
     runs, tiles_preds = [], {}
     data = M.TrainData.from_items(train_items, device, lambda it: region_mask(it.depth, it.mask, "mask"))
     checkpoint_every = max(1, opts.steps // opts.checkpoints) if opts.checkpoints > 0 else 0
@@ -210,55 +176,30 @@ def run(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
         M.set_determinism(seed, device)
         net = M.DepthUNet(init_log_depth=init_log).to(device)
         n_params = M.count_parameters(net)
-        for es in sets:
-            rows = _score(es, M.predict(net, np.stack([it.rgb for it in es.items]), device))
-            for ps, row in zip(per_sample[es.name], rows):
-                ps["metrics"]["untrained"].append(row)
-            for name, rows in fixed_rows[es.name].items():  # deterministic: the same rows for every seed
-                for ps, row in zip(per_sample[es.name], rows):
-                    ps["metrics"][name].append(row)
-
+        _score_before_training(net, sets, per_sample, fixed_rows, device)
         cp0 = {es.name: {m: float(np.mean([ps["metrics"]["untrained"][-1][m]
                                            for ps in per_sample[es.name][:CHECKPOINT_SAMPLES]]))
                          for m in ("spearman", "silog")} for es in sets}
-
-        def on_checkpoint(step: int, net=net) -> dict:
-            cp = {}
-            for es in sets:  # the first CHECKPOINT_SAMPLES of each set (the final evaluation uses all)
-                sub = EvalSet(es.name, es.items[:CHECKPOINT_SAMPLES], es.regions[:CHECKPOINT_SAMPLES])
-                rows = _score(sub, M.predict(net, np.stack([it.rgb for it in sub.items]), device))
-                cp[es.name] = {"spearman": float(np.mean([r["spearman"] for r in rows])),
-                               "silog": float(np.mean([r["silog"] for r in rows]))}
-            return cp
-
         log.info("seed %d: training %s parameters for %d steps (batch %d, %dx%d, %s)", seed, f"{n_params:,}",
                  opts.steps, opts.batch_size, opts.size, opts.size, device)
-        with tqdm(total=opts.steps, desc=f"train seed {seed}", unit="step", disable=not opts.progress,
-                  file=sys.stderr, dynamic_ncols=True) as bar:
-            try:
-                res = M.train(net, data, steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr, seed=seed,
-                              checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint, progress=bar)
-            except M.Diverged as exc:
-                raise RunError(f"seed {seed}: {exc}; try a lower --lr") from exc
+        res = _fit(net, data, opts, seed, device, sets, checkpoint_every)
         res.checkpoints.insert(0, dict(cp0, step=0, loss=None))
         t_eval = time.perf_counter()
         for es in sets:
-            preds = M.predict(net, np.stack([it.rgb for it in es.items]), device)
+            preds = _predict_set(net, es, device)
             if seed == seeds[0]:
                 tiles_preds[es.name] = preds
             for ps, row in zip(per_sample[es.name], _score(es, preds)):
                 ps["metrics"]["trained"].append(row)
-        k = max(1, min(50, len(res.losses) // 10))
-        runs.append({"seed": seed, "train_seconds": round(res.seconds, 3),
-                     "steps_per_second": round(opts.steps / max(res.seconds, 1e-9), 3),
-                     "eval_seconds": round(time.perf_counter() - t_eval, 3),
-                     "loss_first": float(np.mean(res.losses[:k])), "loss_last": float(np.mean(res.losses[-k:])),
-                     "losses": [round(x, 6) for x in res.losses], "checkpoints": res.checkpoints})
+        runs.append(_run_record(seed, res, opts, time.perf_counter() - t_eval))
         log.info("seed %d: %.1f s (%.2f steps/s), loss %.4f -> %.4f; eval Spearman %.3f", seed, res.seconds,
                  opts.steps / max(res.seconds, 1e-9), runs[-1]["loss_first"], runs[-1]["loss_last"],
                  res.checkpoints[-1]["eval"]["spearman"] if res.checkpoints else float("nan"))
+    return runs, tiles_preds, n_params, init_log
 
-    # ---------------------------------------------------------------- aggregation
+
+def _results(opts: Options, sets: list[EvalSet], per_sample: dict[str, list[dict]], seeds: list[int]) -> dict[str, Any]:
+    """Aggregates per set, and per ``--eval`` folder (``eval/NAME``) when there are several."""
     results: dict[str, Any] = {}
     for es in sets:
         results[es.name] = _aggregate(per_sample[es.name], list(range(len(es.items))), seeds)
@@ -268,12 +209,37 @@ def run(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
             idx = [j for j, o in enumerate(sets[0].origin_index) if o == i]
             if idx:
                 results[f"eval/{nm}"] = _aggregate(per_sample["eval"], idx, seeds)
-    gate = _gate(results["eval"], seeds, opts.min_spearman_gain)
-    for es in sets:  # drop the per-seed repetition of the deterministic baselines in per-sample rows
+    return results
+
+
+def _rows_by_metric(sets: list[EvalSet], per_sample: dict[str, list[dict]]) -> None:
+    """In place: ``metrics[predictor]`` from a list of per-seed rows to ``{metric: [value per seed]}``."""
+    for es in sets:
         for ps in per_sample[es.name]:
             for p in PREDICTORS:
                 rows = ps["metrics"][p]
                 ps["metrics"][p] = {m: [r[m] for r in rows] for m in METRICS}
+
+
+def run(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Do the whole run. Returns ``(doc, extras)``: ``doc`` is efficacy.json's content, ``extras``
+    holds what the report needs beyond it (items, predictions for the tiles, loss curves).
+
+    Raises:
+        RunError: bad options or unusable data.
+    """
+    t_start = time.perf_counter()
+    opts.check()
+    device = _pick_device(opts)
+    d = load_data(opts)
+    sets = d.sets
+    per_sample = _per_sample_rows(sets)
+    fixed_preds, fixed_rows = _fixed_baselines(sets)
+    seeds = list(range(opts.seeds))
+    runs, tiles_preds, n_params, init_log = _train_seeds(opts, device, d, seeds, per_sample, fixed_rows)
+    results = _results(opts, sets, per_sample, seeds)
+    gate = _gate(results["eval"], seeds, opts.min_spearman_gain)
+    _rows_by_metric(sets, per_sample)  # drops the per-seed repetition of the deterministic baselines
 
     doc = {
         "format": FORMAT,
@@ -285,10 +251,11 @@ def run(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
                   "output": "log depth", "init_log_depth": init_log,
                   "loss": f"SILog (Eigen et al. 2014 eq. 4), lambda {M.SILOG_LAMBDA} (1 for relative-depth samples), "
                           "on depth > 0 and mask > 0.5"},
-        "data": {"train": train_info, "eval": eval_info, "train_samples": len(train_items),
-                 "held_back_samples": len(held_items), "held_back_subjects": held_subjects,
-                 "train_subjects": sorted({it.subject_id for it in train_items}),
-                 "eval_samples": len(sets[0].items), "eval_subjects_in_train": leaked, "skipped": skipped, "load_seconds": round(load_s, 3)},
+        "data": {"train": d.train_info, "eval": d.eval_info, "train_samples": len(d.train_items),
+                 "held_back_samples": len(d.held_items), "held_back_subjects": d.held_subjects,
+                 "train_subjects": sorted({it.subject_id for it in d.train_items}),
+                 "eval_samples": len(sets[0].items), "eval_subjects_in_train": d.leaked, "skipped": d.skipped,
+                 "load_seconds": round(d.load_s, 3)},
         "seeds": seeds,
         "metrics": list(METRICS),
         "higher_is_better": sorted(HIGHER_IS_BETTER),
