@@ -1,5 +1,5 @@
 """The ingest run: detect the format, scan frames, then per frame load -> register -> validate ->
-segment -> write (``synthgen.contract.write_sample``), and finally the report.
+segment -> write (``synthgen.contract.write_sample``; one frame: :mod:`.frame`), and finally the report.
 
 Every frame found ends up either written to the store or quarantined with its reasons;
 ``found == ingested + quarantined`` always holds. Nothing is written outside ``out``.
@@ -12,7 +12,6 @@ import contextlib
 import datetime as _dt
 import hashlib
 import logging
-import math
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -20,163 +19,19 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
 from .. import __version__
 from ..atomic import write_json_atomic
-from ..contract import ALL_MEMBERS, META_DIR, ContractError, member_path, write_sample
-from .common import (P3_TO_REC709, FrameError, FrameRef, LoadedFrame, SourceError, display_path, linear_to_srgb8,
-                     srgb8_to_linear)
-from .formats import all_readers, detect_format
+from ..contract import META_DIR
+from .common import FrameRef, SourceError, display_path
+from .formats import detect_format
+from .frame import process_frame, register, remove_sample
 from .options import IngestOptions
-from .validate import frame_digest, validate
+
+__all__ = ["ingest", "summary_text", "process_frame", "register", "REPORT_NAME", "QUARANTINE_NAME"]
 
 log = logging.getLogger("synthgen.ingest")
 REPORT_NAME = "ingest_report.json"
 QUARANTINE_NAME = "ingest_quarantine.json"
-
-
-def _rel(path: str, root: Path) -> str:
-    try:
-        return display_path(os.path.relpath(path, root))
-    except ValueError:
-        return display_path(path)
-
-
-def _remove_sample(out: Path, key: str) -> None:
-    """Delete a previously written sample ``key`` (record first, so it never looks complete)."""
-    for m in ("json",) + tuple(x for x in ALL_MEMBERS if x != "json"):
-        with contextlib.suppress(FileNotFoundError):
-            member_path(out, key, m).unlink()
-
-
-def register(frame: LoadedFrame) -> tuple[np.ndarray, str | None]:
-    """Bring the colour onto the depth grid. Returns ``(rgb, note)``.
-
-    Equal sizes: unchanged. Different sizes with a known registration (``frame.registered``: the
-    format says the depth covers the colour image's field of view): the colour is resized to the
-    depth resolution (Pillow BOX filter when shrinking, bilinear otherwise; ``K`` is already given
-    for the depth grid by the reader). Otherwise raises FrameError ``resolution_mismatch``.
-    """
-    dh, dw = frame.depth.shape
-    h, w = frame.rgb.shape[:2]
-    if (h, w) == (dh, dw):
-        return frame.rgb, None
-    if not frame.registered:
-        raise FrameError("resolution_mismatch", f"colour is {w}x{h} but depth is {dw}x{dh} and no registration "
-                                                "between them is known")
-    shrink = dw <= w and dh <= h
-    filt = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
-    if frame.rgb.dtype == np.uint8:
-        rgb = np.asarray(Image.fromarray(frame.rgb).resize((dw, dh), filt))
-    else:
-        rgb = np.stack([np.asarray(Image.fromarray(frame.rgb[..., c].astype(np.float32), "F").resize((dw, dh), filt))
-                        for c in range(3)], -1)
-    return rgb, f"colour resized from {w}x{h} to the depth grid {dw}x{dh}"
-
-
-def _fov(K: np.ndarray, w: int, h: int) -> tuple[float, float]:
-    return (math.degrees(2 * math.atan(w / 2 / K[0, 0])), math.degrees(2 * math.atan(h / 2 / K[1, 1])))
-
-
-def process_frame(reader_name: str, ref: FrameRef, opts: IngestOptions, out: Path, source: Path) -> dict[str, Any]:
-    """Ingest one frame. Never raises for bad input: returns the frame's report entry
-    (``status`` ``ingested`` or ``quarantined`` with ``reasons``), plus a private ``_digest``."""
-    entry: dict[str, Any] = {"key": ref.key, "subject_id": ref.subject_id,
-                             "files": {k: _rel(v, source) for k, v in ref.files.items()}}
-
-    def quarantine(reasons, metrics=None):
-        _remove_sample(out, ref.key)
-        entry.update(status="quarantined", reasons=[{"code": c, "detail": d} for c, d in reasons])
-        if metrics:
-            entry["metrics"] = metrics
-        return entry
-
-    if ref.error:
-        return quarantine([ref.error])
-    reader = all_readers()[reader_name]
-    try:
-        frame = reader.load(ref, opts)
-        rgb, reg_note = register(frame)
-    except FrameError as exc:
-        return quarantine([(exc.reason, exc.detail)])
-    except Exception as exc:  # a reader bug or an exotic file: quarantine, never abort the run
-        log.debug("unexpected error on %s", ref.key, exc_info=True)
-        return quarantine([("unexpected_error", f"{type(exc).__name__}: {exc}")])
-    digest = frame_digest(frame.rgb, frame.depth)
-    if rgb.dtype == np.uint8:
-        rgb8 = rgb
-        linear = srgb8_to_linear(rgb8)
-        colour_note = "8-bit sRGB decoded with the IEC 61966-2-1 EOTF to linear"
-        prof = frame.capture.get("colour_profile") or ""
-        if "P3" in prof:
-            linear = np.clip(linear @ P3_TO_REC709.T, 0, None).astype(np.float32)
-            colour_note += "; Display P3 primaries converted to Rec.709/sRGB primaries"
-    else:
-        linear = rgb.astype(np.float32)
-        rgb8 = linear_to_srgb8(linear)
-        colour_note = "linear float colour stored as is"
-    frame.rgb = rgb
-    metrics, reasons = validate(frame, rgb8, opts.thresholds)
-    if reasons:
-        return quarantine(reasons, metrics)
-    h, w = frame.depth.shape
-    if opts.segment:
-        from .segment import detector_info, model_info, person_evidence, person_mask
-
-        try:
-            ev = person_evidence(rgb8, opts.min_person_confidence)
-        except Exception as exc:
-            return quarantine([("segmentation_failed", f"person detection: {type(exc).__name__}: {exc}")], metrics)
-        metrics["person_present"] = ev["person_present"]
-        person = ev["person_present"] >= opts.min_person_confidence
-        if not person and opts.no_person == "quarantine":
-            return quarantine([("no_person", f"no confident person: person_present {ev['person_present']:.2f} < "
-                                              f"--min-person-confidence {opts.min_person_confidence:g} (face "
-                                              f"{ev['face_score']:.2f}, pose {ev['pose_detected']})")], metrics)
-        if person:
-            try:
-                mask = person_mask(rgb8)
-            except Exception as exc:
-                return quarantine([("segmentation_failed", f"{type(exc).__name__}: {exc}")], metrics)
-            mask_rec = dict(model_info(), kind="person",
-                            meaning="soft person probability in [0, 1] (MediaPipe selfie segmentation)")
-        else:
-            mask = np.zeros((h, w), np.float32)
-            mask_rec = dict(model_info(), kind="none",
-                            meaning="no confident person in the frame: all zeros (the segmenter was not applied)")
-        mask_rec.update(person_present=ev["person_present"], person_evidence=ev,
-                        min_person_confidence=opts.min_person_confidence, person_detector=detector_info())
-        metrics["mask_mean"] = round(float(mask.mean()), 6)
-    else:
-        mask = np.ones((h, w), np.float32)
-        mask_rec = {"source": "none", "kind": "whole_frame",
-                    "meaning": "segmentation switched off: all ones (whole frame), not a person mask"}
-    mask_rec["coverage"] = round(float(mask.mean()), 6)
-    K = np.asarray(frame.K, dtype=float)
-    fx, fy = _fov(K, w, h)
-    camera = {"K": K.tolist(),
-              "camera_to_world": None if frame.camera_to_world is None else np.asarray(frame.camera_to_world).tolist(),
-              "fov_x_deg": fx, "fov_y_deg": fy, "intrinsics_source": frame.intrinsics_source, **frame.camera_extra}
-    depth_rec = {"kind": "planar_z", "units": "metres", "metric": bool(frame.metric), "invalid_value": 0.0,
-                 **frame.depth_extra}
-    if not frame.metric:
-        depth_rec["relative_note"] = ("metric=false: values are planar depth up to an unknown scale (monotonic in "
-                                      "true depth, larger = farther); 'units' does not apply. See capture.depth_units.")
-    capture = dict(frame.capture)
-    capture.update(colour=colour_note, validation={"passed": True, "metrics": metrics},
-                   source_root=display_path(source.resolve()))
-    if reg_note:
-        capture["resampling"] = reg_note
-    rec = {"source": "real", "subject_id": ref.subject_id, "camera": camera, "depth": depth_rec, "mask": mask_rec,
-           "capture": capture, "synthgen_version": __version__}
-    try:
-        write_sample(out, ref.key, linear, frame.depth, mask, rec)
-    except (ContractError, ValueError) as exc:
-        return quarantine([("write_failed", str(exc))], metrics)
-    entry.update(status="ingested", metrics=metrics, _digest=digest)
-    return entry
 
 
 def _unique_keys(refs: list[FrameRef]) -> None:
@@ -258,17 +113,8 @@ def _mpl_config_inside(out: Path):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOptions | None = None,
-           progress: bool = True) -> dict[str, Any]:
-    """Ingest ``source`` into the store ``out`` and return the report (also written to
-    ``out/_meta/ingest_report.json``; quarantined frames also to ``out/_meta/ingest_quarantine.json``).
-
-    Raises:
-        SourceError: missing/empty source, unknown or ambiguous format, unreadable intrinsics file,
-            or no frames found.
-    """
-    opts = opts or IngestOptions()
-    source, out = Path(source), Path(out)
+def _scan(source: Path, out: Path, opts: IngestOptions) -> tuple[Any, list[FrameRef]]:
+    """``(reader, frame refs with unique keys)`` of ``source``; SourceError as :func:`ingest` says."""
     if source.exists() and out.resolve() == source.resolve():
         raise SourceError("--out must not be the source folder")
     reader = detect_format(source, opts.format)
@@ -285,46 +131,89 @@ def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOption
     if not refs:
         raise SourceError(f"{display_path(source)}: no frames found for format {reader.name}")
     _unique_keys(refs)
-    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    root = source if source.is_dir() else source.parent
-    out.mkdir(parents=True, exist_ok=True)
-    jobs = [(reader.name, r, opts, out, root) for r in refs]
+    return reader, refs
+
+
+def _execute(jobs: list, opts: IngestOptions, bar: dict) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """:func:`process_frame` for every job on Ray, in worker processes or in this process;
+    ``(entries in job order, execution info)``."""
     from tqdm import tqdm
 
-    bar = dict(total=len(jobs), desc=f"ingest {reader.name}", unit="frame", disable=not progress, file=sys.stderr)
-    with _mpl_config_inside(out):
-        if opts.address:
-            results, execution = _run_on_ray(jobs, opts, bar)
-        elif opts.workers > 1 and len(jobs) > 1:
-            n = min(opts.workers, len(jobs))
-            with ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn")) as ex:
-                results = list(tqdm(ex.map(_run, jobs, chunksize=4), **bar))
-            execution = {"mode": "processes", "workers": n}
-        else:
-            results = [process_frame(*j) for j in tqdm(jobs, **bar)]
-            execution = {"mode": "in-process", "workers": 1}
+    if opts.address:
+        return _run_on_ray(jobs, opts, bar)
+    if opts.workers > 1 and len(jobs) > 1:
+        n = min(opts.workers, len(jobs))
+        with ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn")) as ex:
+            results = list(tqdm(ex.map(_run, jobs, chunksize=4), **bar))
+        return results, {"mode": "processes", "workers": n}
+    return [process_frame(*j) for j in tqdm(jobs, **bar)], {"mode": "in-process", "workers": 1}
+
+
+def _quarantine_duplicates(results: list[dict[str, Any]], out: Path) -> None:
+    """Quarantine (and delete) every ingested frame whose pixels equal an earlier one's; drops ``_digest``."""
     first: dict[str, str] = {}
     for e in results:
         dg = e.pop("_digest", None)
         if e["status"] != "ingested" or dg is None:
             continue
         if dg in first:
-            _remove_sample(out, e["key"])
+            remove_sample(out, e["key"])
             e.update(status="quarantined",
                      reasons=[{"code": "duplicate", "detail": f"pixels identical to frame {first[dg]}"}])
         else:
             first[dg] = e["key"]
+
+
+def _segmentation_info(opts: IngestOptions, ingested: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The report's ``segmentation`` entry (None when off or nothing was ingested)."""
+    if not (opts.segment and ingested):
+        return None
+    from .segment import detector_info, model_info
+
+    return dict(model_info(), person_detector=detector_info(), min_person_confidence=opts.min_person_confidence,
+                no_person=opts.no_person,
+                frames_without_person=sum(1 for e in ingested if e.get("metrics", {}).get("person_present", 1.0)
+                                          < opts.min_person_confidence))
+
+
+def _write_report(out: Path, report: dict[str, Any], quarantined: list[dict[str, Any]]) -> None:
+    """``_meta/`` quarantine list and report, then the dataset card (never fails the run)."""
+    meta = out / META_DIR
+    write_json_atomic(meta / QUARANTINE_NAME, {"source": report["source"], "format": report["format"],
+                                               "quarantined": quarantined})
+    write_json_atomic(meta / REPORT_NAME, report)
+    try:  # dataset card (README.md) and _meta/assets.json; informative, never fails the run
+        from ..card import write_store_card
+
+        write_store_card(out)
+    except Exception as exc:
+        log.warning("could not write the dataset card of %s: %s", out, exc)
+
+
+def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOptions | None = None,
+           progress: bool = True) -> dict[str, Any]:
+    """Ingest ``source`` into the store ``out`` and return the report (also written to
+    ``out/_meta/ingest_report.json``; quarantined frames also to ``out/_meta/ingest_quarantine.json``).
+
+    Raises:
+        SourceError: missing/empty source, unknown or ambiguous format, unreadable intrinsics file,
+            or no frames found.
+    """
+    opts = opts or IngestOptions()
+    source, out = Path(source), Path(out)
+    reader, refs = _scan(source, out, opts)
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    root = source if source.is_dir() else source.parent
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(reader.name, r, opts, out, root) for r in refs]
+    bar = dict(total=len(jobs), desc=f"ingest {reader.name}", unit="frame", disable=not progress, file=sys.stderr)
+    with _mpl_config_inside(out):
+        results, execution = _execute(jobs, opts, bar)
+    _quarantine_duplicates(results, out)
     ingested = [e for e in results if e["status"] == "ingested"]
     quarantined = [e for e in results if e["status"] == "quarantined"]
     reasons = collections.Counter(r["code"] for e in quarantined for r in e["reasons"])
-    seg = None
-    if opts.segment and ingested:
-        from .segment import detector_info, model_info
-
-        seg = dict(model_info(), person_detector=detector_info(), min_person_confidence=opts.min_person_confidence,
-                   no_person=opts.no_person,
-                   frames_without_person=sum(1 for e in ingested if e.get("metrics", {}).get("person_present", 1.0)
-                                             < opts.min_person_confidence))
+    seg = _segmentation_info(opts, ingested)
     report = {
         "schema": "synthgen.ingest_report/1",
         "synthgen_version": __version__,
@@ -342,16 +231,7 @@ def ingest(source: str | os.PathLike, out: str | os.PathLike, opts: IngestOption
         "frames": results,
     }
     assert report["counts"]["found"] == len(ingested) + len(quarantined)
-    meta = out / META_DIR
-    write_json_atomic(meta / QUARANTINE_NAME, {"source": report["source"], "format": reader.name,
-                                               "quarantined": quarantined})
-    write_json_atomic(meta / REPORT_NAME, report)
-    try:  # dataset card (README.md) and _meta/assets.json; informative, never fails the run
-        from ..card import write_store_card
-
-        write_store_card(out)
-    except Exception as exc:
-        log.warning("could not write the dataset card of %s: %s", out, exc)
+    _write_report(out, report, quarantined)
     return report
 
 

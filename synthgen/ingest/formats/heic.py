@@ -99,6 +99,106 @@ def apple_metric(rep_name: str, apple: dict | None) -> tuple[bool, str]:
                    "not calibrated units (relative)")
 
 
+def _decode(path: Path, name: str):
+    """``(heif file, depth metadata dict, depth image, primary image)`` (PIL images).
+
+    Raises:
+        FrameError: ``no_depth`` without an auxiliary depth/disparity image, ``unreadable_photo``
+            when the HEIC cannot be decoded.
+    """
+    import pillow_heif
+
+    try:
+        heif = pillow_heif.open_heif(str(path), convert_hdr_to_8bit=True)
+        depth_imgs = heif.info.get("depth_images") or []
+        if not depth_imgs:
+            raise FrameError("no_depth", f"{name}: HEIC has no auxiliary depth/disparity image")
+        dimg = depth_imgs[0]
+        meta = dict(dimg.info.get("metadata") or {})
+        dpil = dimg.to_pillow()
+        primary = heif.to_pillow()
+    except FrameError:
+        raise
+    except Exception as exc:
+        raise FrameError("unreadable_photo", f"{name}: cannot decode HEIC ({exc})") from exc
+    return heif, meta, dpil, primary
+
+
+def _depth(dpil, meta: dict, name: str) -> tuple[np.ndarray, int, str, str]:
+    """``(depth (H, W) float32, bits of the stored image, encoding, representation name)``: the
+    auxiliary image decoded with the representation formulas of the module doc (0 where not positive).
+
+    Raises:
+        FrameError: ``unknown_depth_representation``.
+    """
+    raw = np.asarray(dpil)
+    if raw.ndim == 3:
+        raw = raw[..., 0]
+    bits = 16 if raw.dtype == np.uint16 else 8
+    v = raw.astype(np.float32) / float(2 ** bits - 1)
+    rep = meta.get("representation_type")
+    d_min, d_max = meta.get("d_min"), meta.get("d_max")
+    if rep is None or d_min is None or d_max is None:
+        raise FrameError("unknown_depth_representation",
+                         f"{name}: auxiliary image lacks depth representation metadata ({meta})")
+    rep_name = REPRESENTATIONS.get(int(rep), f"unknown({rep})")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if rep_name == "uniform_disparity":
+            disp = d_min + v * (d_max - d_min)
+            depth = np.where(disp > 0, 1.0 / disp, 0.0)
+            kind = "disparity"
+        elif rep_name == "uniform_inverse_Z":
+            inv = 1.0 / d_max + v * (1.0 / d_min - 1.0 / d_max)
+            depth = np.where(inv > 0, 1.0 / inv, 0.0)
+            kind = "inverse depth"
+        elif rep_name == "uniform_Z":
+            depth = d_min + v * (d_max - d_min)
+            kind = "depth"
+        else:
+            raise FrameError("unknown_depth_representation", f"{name}: unsupported representation {rep_name}")
+    return depth.astype(np.float32), bits, kind, rep_name
+
+
+def _colour_profile(primary, heif) -> str | None:
+    """Description of the primary image's ICC profile (from PIL, else the HEIF's), or None."""
+    from ..common import icc_description
+
+    icc = icc_description(primary)
+    if icc is None and heif.info.get("icc_profile"):
+        import io
+
+        from PIL import ImageCms
+        try:
+            icc = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(heif.info["icc_profile"]))).strip()
+        except Exception:
+            icc = "unreadable ICC profile"
+    return icc
+
+
+def _units_text(metric: bool, kind: str, rep_name: str, d_min: float, d_max: float, metric_why: str) -> str:
+    """``capture.depth_units``: what the stored depth values are."""
+    if metric:
+        return (f"metres: 1/disparity, disparity = d_min + v*(d_max - d_min) in 1/m ({rep_name}, "
+                f"d_min={d_min:g}, d_max={d_max:g}); {metric_why}" if kind == "disparity" else
+                f"metres: {kind} image, {rep_name}, d_min={d_min:g}, d_max={d_max:g}; {metric_why}")
+    return (f"relative: stored value = 1/disparity ({kind} image, {rep_name}, d_min={d_min:g}, "
+            f"d_max={d_max:g}; {metric_why})" if kind == "disparity" else
+            f"relative: {kind} image, {rep_name}, d_min={d_min:g}, d_max={d_max:g}; {metric_why}")
+
+
+def _lens(primary) -> str | None:
+    """EXIF ``LensModel`` of the primary image, or None."""
+    try:
+        return primary.getexif().get_ifd(0x8769).get(0xA434)
+    except Exception:
+        return None
+
+
+APPLE_DEPTH_KEYS = ("AuxiliaryImageType", "NativeFormat", "Accuracy", "Quality", "Filtered", "FloatMinValue",
+                    "FloatMaxValue", "IntrinsicMatrix", "IntrinsicMatrixReferenceWidth", "IntrinsicMatrixReferenceHeight")
+"""The Apple depth-data XMP properties recorded under ``capture.apple_depth_data``."""
+
+
 class HeicReader(Reader):
     name = "heic"
     description = ("iPhone portrait HEIC with auxiliary depth/disparity image (pillow-heif); metric when Apple's "
@@ -113,92 +213,29 @@ class HeicReader(Reader):
         return scan_photo_files(source, opts, HEIC_EXTS, "HEIC")
 
     def load(self, ref: FrameRef, opts: IngestOptions) -> LoadedFrame:
-        import pillow_heif
-
         path = Path(ref.files["photo"])
         name = display_path(path.name)
         problem = check_regular_file(path)
         if problem:
             raise FrameError(problem_code(problem[0], "photo"), problem[1])
-        try:
-            heif = pillow_heif.open_heif(str(path), convert_hdr_to_8bit=True)
-            depth_imgs = heif.info.get("depth_images") or []
-            if not depth_imgs:
-                raise FrameError("no_depth", f"{name}: HEIC has no auxiliary depth/disparity image")
-            dimg = depth_imgs[0]
-            meta = dict(dimg.info.get("metadata") or {})
-            dpil = dimg.to_pillow()
-            primary = heif.to_pillow()
-        except FrameError:
-            raise
-        except Exception as exc:
-            raise FrameError("unreadable_photo", f"{name}: cannot decode HEIC ({exc})") from exc
-        raw = np.asarray(dpil)
-        if raw.ndim == 3:
-            raw = raw[..., 0]
-        bits = 16 if raw.dtype == np.uint16 else 8
-        v = raw.astype(np.float32) / float(2 ** bits - 1)
-        rep = meta.get("representation_type")
+        heif, meta, dpil, primary = _decode(path, name)
+        depth, bits, kind, rep_name = _depth(dpil, meta, name)
         d_min, d_max = meta.get("d_min"), meta.get("d_max")
-        if rep is None or d_min is None or d_max is None:
-            raise FrameError("unknown_depth_representation",
-                             f"{name}: auxiliary image lacks depth representation metadata ({meta})")
-        rep_name = REPRESENTATIONS.get(int(rep), f"unknown({rep})")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if rep_name == "uniform_disparity":
-                disp = d_min + v * (d_max - d_min)
-                depth = np.where(disp > 0, 1.0 / disp, 0.0)
-                kind = "disparity"
-            elif rep_name == "uniform_inverse_Z":
-                inv = 1.0 / d_max + v * (1.0 / d_min - 1.0 / d_max)
-                depth = np.where(inv > 0, 1.0 / inv, 0.0)
-                kind = "inverse depth"
-            elif rep_name == "uniform_Z":
-                depth = d_min + v * (d_max - d_min)
-                kind = "depth"
-            else:
-                raise FrameError("unknown_depth_representation", f"{name}: unsupported representation {rep_name}")
-        depth = depth.astype(np.float32)
         try:
             apple = apple_depth_xmp(path.read_bytes())
         except OSError:
             apple = None
         metric, metric_why = apple_metric(rep_name, apple)
         rgb = np.asarray(primary.convert("RGB"))
-        from ..common import icc_description
-
-        icc = icc_description(primary)
-        if icc is None and heif.info.get("icc_profile"):
-            import io
-
-            from PIL import ImageCms
-            try:
-                icc = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(heif.info["icc_profile"]))).strip()
-            except Exception:
-                icc = "unreadable ICC profile"
+        icc = _colour_profile(primary, heif)
         h, w = depth.shape
         fallback = K_from_exif(primary, w, h)
         K, ksrc = resolve_K(ref.info.get("intr"), w, h, opts, fallback)
-        if metric:
-            units_text = (f"metres: 1/disparity, disparity = d_min + v*(d_max - d_min) in 1/m ({rep_name}, "
-                          f"d_min={d_min:g}, d_max={d_max:g}); {metric_why}" if kind == "disparity" else
-                          f"metres: {kind} image, {rep_name}, d_min={d_min:g}, d_max={d_max:g}; {metric_why}")
-        else:
-            units_text = (f"relative: stored value = 1/disparity ({kind} image, {rep_name}, d_min={d_min:g}, "
-                          f"d_max={d_max:g}; {metric_why})" if kind == "disparity" else
-                          f"relative: {kind} image, {rep_name}, d_min={d_min:g}, d_max={d_max:g}; {metric_why}")
-        lens = None
-        try:
-            lens = primary.getexif().get_ifd(0x8769).get(0xA434)
-        except Exception:
-            pass
+        lens = _lens(primary)
         capture = {"format": self.name, "sensor": f"iPhone portrait mode ({lens or 'lens not stated'})",
                    "source_files": {"photo": path.name},
-                   "depth_units": units_text,
-                   "apple_depth_data": None if not apple else {k: apple.get(k) for k in (
-                       "AuxiliaryImageType", "NativeFormat", "Accuracy", "Quality", "Filtered", "FloatMinValue",
-                       "FloatMaxValue", "IntrinsicMatrix", "IntrinsicMatrixReferenceWidth",
-                       "IntrinsicMatrixReferenceHeight")},
+                   "depth_units": _units_text(metric, kind, rep_name, d_min, d_max, metric_why),
+                   "apple_depth_data": None if not apple else {k: apple.get(k) for k in APPLE_DEPTH_KEYS},
                    "raw_to_metres": None,
                    "heic": {"representation": rep_name, "d_min": d_min, "d_max": d_max, "depth_bits": bits,
                             "depth_size": [w, h], "primary_size": list(primary.size),
