@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ...humans.build import HumanModel, MaterialDesc, MeshPart
+from ...humans.model import HumanModel, MaterialDesc, MeshPart
 
 HAIR_LUMINANCE_CAP = 3.0
 
@@ -68,6 +68,109 @@ def _normal_map(nt, bpy, md: MaterialDesc, bsdf) -> None:
         nt.links.new(nm.outputs["Normal"], bsdf.inputs["Normal"])
 
 
+def _skin_nodes(bpy, mat, nt, md: MaterialDesc, bsdf, out) -> None:
+    base = nt.nodes.new("ShaderNodeRGB")
+    base.outputs[0].default_value = (*md.base_color, 1.0)
+    if md.detail_texture and md.detail_strength > 0:
+        t = _tex(nt, bpy, md.detail_texture, "Non-Color", (-900, 200))
+        f = nt.nodes.new("ShaderNodeMath")
+        f.operation = "MULTIPLY_ADD"  # d * 2s + (1 - s)
+        f.inputs[1].default_value = 2.0 * md.detail_strength
+        f.inputs[2].default_value = 1.0 - md.detail_strength
+        nt.links.new(t.outputs["Color"], f.inputs[0])
+        sc = nt.nodes.new("ShaderNodeVectorMath")
+        sc.operation = "SCALE"
+        nt.links.new(base.outputs[0], sc.inputs[0])
+        nt.links.new(f.outputs[0], sc.inputs["Scale"])
+        nt.links.new(sc.outputs["Vector"], bsdf.inputs["Base Color"])
+    else:
+        nt.links.new(base.outputs[0], bsdf.inputs["Base Color"])
+    bsdf.inputs["IOR"].default_value = 1.4  # skin (F0 ~ 2.8 %)
+    bsdf.inputs["Subsurface Weight"].default_value = float(md.subsurface_weight)
+    bsdf.inputs["Subsurface Radius"].default_value = tuple(1000.0 * r for r in md.subsurface_radius_m)
+    bsdf.inputs["Subsurface Scale"].default_value = 0.001
+    with contextlib.suppress(KeyError, TypeError, AttributeError):
+        bsdf.subsurface_method = "RANDOM_WALK"
+    with contextlib.suppress(KeyError):
+        bsdf.inputs["Subsurface IOR"].default_value = 1.4
+
+
+def _hair_nodes(bpy, mat, nt, md: MaterialDesc, bsdf, out) -> None:
+    t = _tex(nt, bpy, md.diffuse_texture, "sRGB", (-1100, 200))
+    t.image.alpha_mode = "STRAIGHT"
+    bw = nt.nodes.new("ShaderNodeRGBToBW")
+    nt.links.new(t.outputs["Color"], bw.inputs["Color"])
+    div = nt.nodes.new("ShaderNodeMath")
+    div.operation = "DIVIDE"
+    div.inputs[1].default_value = max(float(md.texture_mean_luminance or 1.0), 1e-4)
+    nt.links.new(bw.outputs["Val"], div.inputs[0])
+    cap = nt.nodes.new("ShaderNodeMath")
+    cap.operation = "MINIMUM"
+    cap.inputs[1].default_value = HAIR_LUMINANCE_CAP
+    nt.links.new(div.outputs[0], cap.inputs[0])
+    tint = nt.nodes.new("ShaderNodeRGB")
+    tint.outputs[0].default_value = (*md.base_color, 1.0)
+    sc = nt.nodes.new("ShaderNodeVectorMath")
+    sc.operation = "SCALE"
+    nt.links.new(tint.outputs[0], sc.inputs[0])
+    nt.links.new(cap.outputs[0], sc.inputs["Scale"])
+    nt.links.new(sc.outputs["Vector"], bsdf.inputs["Base Color"])
+    bsdf.inputs["Specular IOR Level"].default_value = 0.5
+    transp = nt.nodes.new("ShaderNodeBsdfTransparent")
+    mix = nt.nodes.new("ShaderNodeMixShader")
+    nt.links.new(t.outputs["Alpha"], mix.inputs["Fac"])
+    nt.links.new(transp.outputs["BSDF"], mix.inputs[1])
+    nt.links.new(bsdf.outputs["BSDF"], mix.inputs[2])
+    nt.links.new(mix.outputs["Shader"], out.inputs["Surface"])
+    with contextlib.suppress(AttributeError, TypeError):
+        mat.surface_render_method = "DITHERED"  # EEVEE only; Cycles uses the mix above
+
+
+def _eye_nodes(bpy, mat, nt, md: MaterialDesc, bsdf, out) -> None:
+    t = _tex(nt, bpy, md.diffuse_texture, "sRGB", (-600, 200))
+    nt.links.new(t.outputs["Color"], bsdf.inputs["Base Color"])
+
+
+def _cornea_nodes(bpy, mat, nt, md: MaterialDesc, bsdf, out) -> None:
+    nt.nodes.remove(bsdf)
+    fr = nt.nodes.new("ShaderNodeFresnel")
+    fr.inputs["IOR"].default_value = float(md.ior)
+    transp = nt.nodes.new("ShaderNodeBsdfTransparent")
+    gl = nt.nodes.new("ShaderNodeBsdfGlossy")
+    gl.inputs["Roughness"].default_value = float(md.roughness)
+    mix = nt.nodes.new("ShaderNodeMixShader")
+    nt.links.new(fr.outputs["Fac"], mix.inputs["Fac"])
+    nt.links.new(transp.outputs["BSDF"], mix.inputs[1])
+    nt.links.new(gl.outputs["BSDF"], mix.inputs[2])
+    nt.links.new(mix.outputs["Shader"], out.inputs["Surface"])
+
+
+def _cloth_nodes(bpy, mat, nt, md: MaterialDesc, bsdf, out) -> None:
+    """``cloth`` and ``teeth``."""
+    if md.diffuse_texture:
+        t = _tex(nt, bpy, md.diffuse_texture, "sRGB", (-600, 200))
+        if tuple(md.base_color) != (1.0, 1.0, 1.0):
+            sc = nt.nodes.new("ShaderNodeMix")
+            sc.data_type = "RGBA"
+            sc.blend_type = "MULTIPLY"
+            sc.inputs["Factor"].default_value = 1.0
+            nt.links.new(t.outputs["Color"], sc.inputs["A"])
+            sc.inputs["B"].default_value = (*md.base_color, 1.0)
+            nt.links.new(sc.outputs["Result"], bsdf.inputs["Base Color"])
+        else:
+            nt.links.new(t.outputs["Color"], bsdf.inputs["Base Color"])
+        if md.alpha_cut:
+            nt.links.new(t.outputs["Alpha"], bsdf.inputs["Alpha"])
+    else:
+        bsdf.inputs["Base Color"].default_value = (*md.base_color, 1.0)
+    _normal_map(nt, bpy, md, bsdf)
+
+
+_NODE_BUILDERS = {"skin": _skin_nodes, "hair": _hair_nodes, "eye": _eye_nodes, "cornea": _cornea_nodes,
+                  "cloth": _cloth_nodes, "teeth": _cloth_nodes}
+"""Material kind -> ``f(bpy, material, node tree, MaterialDesc, Principled BSDF, Material Output)``."""
+
+
 def make_material(md: MaterialDesc, name: str):
     """A Cycles material for ``md`` named ``name`` (see the module docstring for each kind).
 
@@ -82,96 +185,10 @@ def make_material(md: MaterialDesc, name: str):
     out = nt.nodes.get("Material Output")
     bsdf = _principled(nt)
     bsdf.inputs["Roughness"].default_value = float(md.roughness)
-    kind = md.kind
-    if kind == "skin":
-        base = nt.nodes.new("ShaderNodeRGB")
-        base.outputs[0].default_value = (*md.base_color, 1.0)
-        if md.detail_texture and md.detail_strength > 0:
-            t = _tex(nt, bpy, md.detail_texture, "Non-Color", (-900, 200))
-            f = nt.nodes.new("ShaderNodeMath")
-            f.operation = "MULTIPLY_ADD"  # d * 2s + (1 - s)
-            f.inputs[1].default_value = 2.0 * md.detail_strength
-            f.inputs[2].default_value = 1.0 - md.detail_strength
-            nt.links.new(t.outputs["Color"], f.inputs[0])
-            sc = nt.nodes.new("ShaderNodeVectorMath")
-            sc.operation = "SCALE"
-            nt.links.new(base.outputs[0], sc.inputs[0])
-            nt.links.new(f.outputs[0], sc.inputs["Scale"])
-            nt.links.new(sc.outputs["Vector"], bsdf.inputs["Base Color"])
-        else:
-            nt.links.new(base.outputs[0], bsdf.inputs["Base Color"])
-        bsdf.inputs["IOR"].default_value = 1.4  # skin (F0 ~ 2.8 %)
-        bsdf.inputs["Subsurface Weight"].default_value = float(md.subsurface_weight)
-        bsdf.inputs["Subsurface Radius"].default_value = tuple(1000.0 * r for r in md.subsurface_radius_m)
-        bsdf.inputs["Subsurface Scale"].default_value = 0.001
-        with contextlib.suppress(KeyError, TypeError, AttributeError):
-            bsdf.subsurface_method = "RANDOM_WALK"
-        with contextlib.suppress(KeyError):
-            bsdf.inputs["Subsurface IOR"].default_value = 1.4
-    elif kind == "hair":
-        t = _tex(nt, bpy, md.diffuse_texture, "sRGB", (-1100, 200))
-        t.image.alpha_mode = "STRAIGHT"
-        bw = nt.nodes.new("ShaderNodeRGBToBW")
-        nt.links.new(t.outputs["Color"], bw.inputs["Color"])
-        div = nt.nodes.new("ShaderNodeMath")
-        div.operation = "DIVIDE"
-        div.inputs[1].default_value = max(float(md.texture_mean_luminance or 1.0), 1e-4)
-        nt.links.new(bw.outputs["Val"], div.inputs[0])
-        cap = nt.nodes.new("ShaderNodeMath")
-        cap.operation = "MINIMUM"
-        cap.inputs[1].default_value = HAIR_LUMINANCE_CAP
-        nt.links.new(div.outputs[0], cap.inputs[0])
-        tint = nt.nodes.new("ShaderNodeRGB")
-        tint.outputs[0].default_value = (*md.base_color, 1.0)
-        sc = nt.nodes.new("ShaderNodeVectorMath")
-        sc.operation = "SCALE"
-        nt.links.new(tint.outputs[0], sc.inputs[0])
-        nt.links.new(cap.outputs[0], sc.inputs["Scale"])
-        nt.links.new(sc.outputs["Vector"], bsdf.inputs["Base Color"])
-        bsdf.inputs["Specular IOR Level"].default_value = 0.5
-        transp = nt.nodes.new("ShaderNodeBsdfTransparent")
-        mix = nt.nodes.new("ShaderNodeMixShader")
-        nt.links.new(t.outputs["Alpha"], mix.inputs["Fac"])
-        nt.links.new(transp.outputs["BSDF"], mix.inputs[1])
-        nt.links.new(bsdf.outputs["BSDF"], mix.inputs[2])
-        nt.links.new(mix.outputs["Shader"], out.inputs["Surface"])
-        with contextlib.suppress(AttributeError, TypeError):
-            mat.surface_render_method = "DITHERED"  # EEVEE only; Cycles uses the mix above
-    elif kind == "eye":
-        t = _tex(nt, bpy, md.diffuse_texture, "sRGB", (-600, 200))
-        nt.links.new(t.outputs["Color"], bsdf.inputs["Base Color"])
-    elif kind == "cornea":
-        nt.nodes.remove(bsdf)
-        fr = nt.nodes.new("ShaderNodeFresnel")
-        fr.inputs["IOR"].default_value = float(md.ior)
-        transp = nt.nodes.new("ShaderNodeBsdfTransparent")
-        gl = nt.nodes.new("ShaderNodeBsdfGlossy")
-        gl.inputs["Roughness"].default_value = float(md.roughness)
-        mix = nt.nodes.new("ShaderNodeMixShader")
-        nt.links.new(fr.outputs["Fac"], mix.inputs["Fac"])
-        nt.links.new(transp.outputs["BSDF"], mix.inputs[1])
-        nt.links.new(gl.outputs["BSDF"], mix.inputs[2])
-        nt.links.new(mix.outputs["Shader"], out.inputs["Surface"])
-    elif kind in ("cloth", "teeth"):
-        if md.diffuse_texture:
-            t = _tex(nt, bpy, md.diffuse_texture, "sRGB", (-600, 200))
-            if tuple(md.base_color) != (1.0, 1.0, 1.0):
-                sc = nt.nodes.new("ShaderNodeMix")
-                sc.data_type = "RGBA"
-                sc.blend_type = "MULTIPLY"
-                sc.inputs["Factor"].default_value = 1.0
-                nt.links.new(t.outputs["Color"], sc.inputs["A"])
-                sc.inputs["B"].default_value = (*md.base_color, 1.0)
-                nt.links.new(sc.outputs["Result"], bsdf.inputs["Base Color"])
-            else:
-                nt.links.new(t.outputs["Color"], bsdf.inputs["Base Color"])
-            if md.alpha_cut:
-                nt.links.new(t.outputs["Alpha"], bsdf.inputs["Alpha"])
-        else:
-            bsdf.inputs["Base Color"].default_value = (*md.base_color, 1.0)
-        _normal_map(nt, bpy, md, bsdf)
-    else:
-        raise ValueError(f"material {md.name!r}: unknown kind {kind!r}")
+    build = _NODE_BUILDERS.get(md.kind)
+    if build is None:
+        raise ValueError(f"material {md.name!r}: unknown kind {md.kind!r}")
+    build(bpy, mat, nt, md, bsdf, out)
     return mat
 
 
