@@ -10,17 +10,16 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from ..errors import RunStopped
 from .actor import RenderActorImpl
 from .config import Job
 from .ledger import Ledger
-from .planning import Subjects
+from .workqueue import WINDOW, WorkQueue
 from .sampling import sample_key, scan_for
 
 log = logging.getLogger("synthgen.render")
@@ -32,21 +31,7 @@ main thread) while the previous one post-processes and writes its files on the a
 
 RECOVERABLE_REASONS = {"worker_died", "exception"}
 
-WINDOW = 200_000
-"""Samples planned ahead (grouped by subject) at a time: a job up to this size is grouped as a
-whole; a larger one is pulled lazily in windows, so the driver's memory does not grow with the job."""
-
 NO_WORKER_LOG_S = 30.0
-
-
-def _as_chunks(todo: Iterable) -> Iterator[np.ndarray]:
-    """Accept a list of indices or an iterator of index arrays."""
-    if isinstance(todo, (list, tuple, range)):
-        if len(todo):
-            yield np.asarray(todo, dtype=np.int64)
-        return
-    for arr in todo:
-        yield np.asarray(arr, dtype=np.int64)
 
 
 def _short(exc: BaseException) -> str:
@@ -88,13 +73,7 @@ class Scheduler:
                                 max_restarts=0, max_task_retries=0, max_concurrency=1)(RenderActorImpl)
         self.actor_args = (job.model_dump(mode="json"), str(out), cfg.output.previews,
                            self.rs.threads_per_worker, chash)
-        self.subjects = Subjects(job)
-        self.queues: dict[str, deque] = {s.id: deque() for s in job.scans}
-        self.queued = 0
-        self.window = window
-        self._source = _as_chunks(todo)
-        self._exhausted = False
-        self.refill()
+        self.work = WorkQueue(job, todo, window)
         self.slots = [_Slot(i) for i in range(n_workers)]
         self.pending: dict[Any, tuple[str, _Slot, int | None]] = {}
         self.health = health
@@ -110,42 +89,20 @@ class Scheduler:
         self.recycled = 0
         self.workers: list[dict] = []
 
-    # ---- work queues
-    def refill(self) -> None:
-        """Pull planned indices into the per-subject queues until :attr:`window` are queued."""
-        while not self._exhausted and self.queued < self.window:
-            arr = next(self._source, None)
-            if arr is None:
-                self._exhausted = True
-                break
-            scans = set(self.subjects.scan_ids)
-            for name in [k for k, q in self.queues.items() if not q and k not in scans]:
-                del self.queues[name]  # generated subjects come and go: keep the dict small
-            codes = self.subjects.codes(arr)
-            order = np.argsort(codes, kind="stable")  # groups of equal subjects, each ascending
-            uniq, starts = np.unique(codes[order], return_index=True)
-            ends = np.append(starts[1:], len(order))
-            for k in np.argsort(order[starts], kind="stable"):  # subjects in order of first appearance
-                self.queues.setdefault(self.subjects.name(uniq[k]), deque()).extend(
-                    arr[order[starts[k]:ends[k]]].tolist())
-            self.queued += len(arr)
+    # ---- work queues (see WorkQueue)
+    @property
+    def queues(self) -> dict[str, deque]:
+        return self.work.queues
+
+    @property
+    def queued(self) -> int:
+        return self.work.queued
 
     def next_index(self, current: str | None) -> tuple[str, int] | None:
-        """The next sample of subject ``current``, else of the subject with the longest queue."""
-        if self.queued < self.window // 2:
-            self.refill()
-        q = self.queues.get(current) if current is not None else None
-        if not q:
-            nonempty = [s for s, v in self.queues.items() if v]
-            if not nonempty:
-                return None
-            current = max(nonempty, key=lambda s: len(self.queues[s]))
-            q = self.queues[current]
-        self.queued -= 1
-        return current, q.popleft()
+        return self.work.next_index(current)
 
     def has_queued(self) -> bool:
-        return self.queued > 0 or not self._exhausted
+        return self.work.has_queued()
 
     def stop(self, reason: str, message: str) -> None:
         """Give out no more work (samples in flight still settle); the run ends as ``reason``."""
@@ -153,10 +110,7 @@ class Scheduler:
             self.stopped = RunStopped(reason, message)
             log.error("stopping the run (%s): %s", reason, message)
             self.ledger.event("run_stopping", reason=reason, error=message)
-        for q in self.queues.values():
-            q.clear()
-        self.queued = 0
-        self._exhausted = True
+        self.work.clear()
 
     # ---- actors
     def spawn(self, slot: _Slot) -> None:
@@ -232,8 +186,7 @@ class Scheduler:
     def requeue(self, index: int) -> None:
         if self.stopped is not None:
             return  # not rendered in this run
-        self.queues.setdefault(scan_for(self.job, index), deque()).appendleft(index)
-        self.queued += 1
+        self.work.push_front(scan_for(self.job, index), index)
 
     def fail(self, index: int, reason: str, error: str, retryable: bool, pid: Any) -> None:
         hist = self.history.setdefault(index, [])
@@ -344,12 +297,9 @@ class Scheduler:
     def _give_up_unstartable(self) -> None:
         """Every slot failed to start an actor: quarantine the queued samples (the rest of a larger
         job is left for a later run) and stop."""
-        for q in self.queues.values():
-            while q:
-                i = q.popleft()
-                self.queued -= 1
-                self.history.setdefault(i, [])
-                self.fail(i, "worker_start_failed", "no render worker could be started", False, None)
+        for i in self.work.drain():
+            self.history.setdefault(i, [])
+            self.fail(i, "worker_start_failed", "no render worker could be started", False, None)
         self.stop("no_workers", "no render worker could be started (see the errors above)")
 
     def _check_waits(self, no_worker_since: float | None, last_log: float) -> float:
