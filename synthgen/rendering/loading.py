@@ -118,6 +118,20 @@ def _expand(pattern: str, base: Path, key: str, exts: set[str], kind: str) -> li
     return out
 
 
+def _image_path(value: str | None, base: Path, key: str, config_path: Path) -> str | None:
+    """A scan's texture or normal map resolved against the config folder; ConfigError naming the
+    key and the file when it is not a readable file (a typo would otherwise turn every sample grey)."""
+    if not value:
+        return None
+    p = (base / value).resolve()
+    if not p.is_file():
+        why = "is a folder, not an image file" if p.is_dir() else "does not exist"
+        raise ConfigError(f"{config_path}: {key}: {value!r} ({p}) {why} (relative paths resolve against {base})")
+    if not os.access(p, os.R_OK):
+        raise ConfigError(f"{config_path}: {key}: {p} is not readable by this user")
+    return str(p)
+
+
 def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None = None,
                 data: dict | None = None) -> Job:
     """Load, validate and resolve a config file into a :class:`Job`.
@@ -152,11 +166,8 @@ def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None
             if sid is None:
                 sid = f.parent.name if len(files) == 1 else f"{f.parent.name}_{f.stem}"
             sid = "".join(ch if (ch.isalnum() or ch in "_-") else "_" for ch in sid)
-            tex = nrm = None
-            if sc.texture:
-                tex = str((base / sc.texture).resolve())
-            if sc.normal_map:
-                nrm = str((base / sc.normal_map).resolve())
+            tex = _image_path(sc.texture, base, f"scans[{i}].texture", config_path)
+            nrm = _image_path(sc.normal_map, base, f"scans[{i}].normal_map", config_path)
             scans.append(ScanAsset(id=sid, path=str(f), texture=tex, normal_map=nrm, size=sc.size,
                                    base_color=sc.base_color, roughness=sc.roughness,
                                    head_height_m=sc.head_height_m, weight=sc.weight,

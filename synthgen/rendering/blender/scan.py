@@ -18,6 +18,10 @@ from .util import _cause, _frame_range, _pose_actions_of, _quiet_stdout
 log = logging.getLogger("synthgen.blender")
 
 NEUTRAL_ALBEDO = (0.5, 0.5, 0.5, 1.0)
+IMPORT_UNITS = {".glb": "metres (glTF)", ".gltf": "metres (glTF)",
+                ".fbx": "Blender units after the FBX importer's unit scale (metres if the file says so)",
+                ".obj": "file numbers (OBJ has no unit)", ".ply": "file numbers (PLY has no unit)"}
+"""What the imported coordinates (``raw``, before the size rule) are measured in, per format."""
 BACKGROUND_Z = 1e9  # Cycles writes 1e10 for background; anything beyond this is treated as background
 
 
@@ -37,6 +41,7 @@ class ScanMixin:
         self._pose_actions = []
         self.scan_info = None
         self._cache_key = None
+        self._placement = {}
         bpy.data.orphans_purge(do_local_ids=True, do_linked_ids=True, do_recursive=True)
 
     def _import(self, path: str) -> list[Any]:
@@ -181,6 +186,9 @@ class ScanMixin:
         root.scale = (scale, scale, scale)
         root.location = (-scale * (lo[0] + hi[0]) / 2, -scale * (lo[1] + hi[1]) / 2, -scale * lo[2])
         self.bpy.context.view_layer.update()
+        self._placement = {"raw": {"bbox_min": lo.tolist(), "bbox_max": hi.tolist(),
+                                   "extent": (hi - lo).tolist(), "units": IMPORT_UNITS.get(
+                                       Path(asset.path).suffix.lower(), "file units")}}
         return float(scale)
 
     def _finish_subject(self, subject_id: str, scale: float, head_height_m: float, warnings: list[str],
@@ -206,6 +214,7 @@ class ScanMixin:
             "armatures": [a.name for a in self._armatures],
             "animations": [{"armature": arm.name, "action": act.name, "frame_range": list(_frame_range(act))}
                            for arm, act in self._pose_actions],
+            **getattr(self, "_placement", {}),
         }
         self._cache_key = cache_key
         self._rest_armature_world = {a.name: np.array(a.matrix_world) for a in self._armatures}

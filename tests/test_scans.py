@@ -1,0 +1,146 @@
+"""Bring your own scans (issue 17): the scan preflight (``synthgen scans check``, and at the start of
+``synthgen render``), per-scan orientation and measurement, the auto-exposure guard.
+
+Real files only: the scans in ``scenes/`` plus files written here (an OBJ cube with a black
+material, a truncated FBX, an OBJ figure standing on a plinth); real Blender, real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthgen.contract import list_keys, read_sample
+
+from conftest import ROOT, run_cli
+
+LEE = ROOT / "scenes" / "lee_perry_smith_head"
+BUST = ROOT / "scenes" / "danish_statue_bust_man_wreath" / "BustManWreath.fbx"
+TINY = ["--set", "render.width=32", "--set", "render.height=32", "--set", "render.samples=1",
+        "--set", "render.denoise=false", "--set", "render.adaptive_threshold=0", "--no-progress", "--workers", "1"]
+
+
+def _box(x0, x1, y0, y1, z0, z1, base: int) -> tuple[list[str], list[str]]:
+    """OBJ vertex and face lines of an axis-aligned box (1-based indices from ``base``)."""
+    v = [f"v {x} {y} {z}" for z in (z0, z1) for y in (y0, y1) for x in (x0, x1)]
+    quads = [(1, 2, 4, 3), (5, 7, 8, 6), (1, 5, 6, 2), (3, 4, 8, 7), (1, 3, 7, 5), (2, 6, 8, 4)]
+    return v, ["f " + " ".join(str(base + i - 1) for i in q) for q in quads]
+
+
+def write_black_cube(folder: Path) -> Path:
+    """A 0.3-unit OBJ cube whose only material (MTL ``Kd 0 0 0``) is black, untextured."""
+    (folder / "black.mtl").write_text("newmtl coal\nKd 0.0 0.0 0.0\nKs 0.5 0.5 0.5\nNs 50\n")
+    v, f = _box(-0.15, 0.15, -0.15, 0.15, 0.0, 0.3, 1)
+    p = folder / "black_cube.obj"
+    p.write_text("mtllib black.mtl\no Cube\n" + "\n".join(v) + "\nusemtl coal\n" + "\n".join(f) + "\n")
+    return p
+
+
+def write_truncated_fbx(folder: Path) -> Path:
+    """The statue bust's binary FBX cut to 300 kB: its header is valid, its node tree is not."""
+    p = folder / "truncated.fbx"
+    p.write_bytes(BUST.read_bytes()[:300_000])
+    return p
+
+
+def _config(folder: Path, scans: list[dict], **extra) -> Path:
+    doc = {"name": "byo", "seed": 1, "num_samples": 2, "scans": scans,
+           "hdris": {"paths": [str(ROOT / "hdris" / "*.hdr")]},
+           "camera": {"focal_length_mm": 50, "subject_fraction": 0.5, "target": "head"},
+           "framing": {"coverage_min": 0.0, "coverage_max": 1.0, "max_resamples": 0}, **extra}
+    p = folder / "job.yaml"
+    p.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return p
+
+
+LEE_SCAN = {"id": "lee", "path": str(LEE / "LeePerrySmith.glb"), "texture": str(LEE / "Map-COL.jpg"),
+            "size": {"height_m": 0.36}}
+
+
+@pytest.fixture()
+def cache(tmp_path) -> dict[str, str]:
+    return {"SYNTHGEN_CACHE_DIR": str(tmp_path / "cache")}
+
+
+def test_preflight_reports_black_material_size_and_rig(tmp_path, cache):
+    """``synthgen scans check``: a black untextured material is reported, sizes and units are
+    given, a rig's bones are matched to the pose joints; a second check is served from the cache."""
+    cube = write_black_cube(tmp_path)
+    cfg = _config(tmp_path, [
+        {"id": "cube", "path": str(cube), "size": {"unit": "m"}},
+        {"id": "rocketbox", "path": str(ROOT / "scenes" / "rocketbox_female_adult_01" / "Female_Adult_01.fbx"),
+         "size": {"height_m": 1.68}}])
+    res = run_cli("scans", "check", str(cfg), "--json", str(tmp_path / "r.json"), env=cache)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "near black" in res.stdout and "'coal'" in res.stdout, res.stdout
+    rep = json.loads((tmp_path / "r.json").read_text())
+    cube_e, rb = rep["scans"]
+    assert not cube_e["cached"] and cube_e["errors"] == []
+    mat = cube_e["report"]["materials"][0]
+    assert mat["near"] == "black" and not mat["textured"]
+    assert cube_e["report"]["raw"]["extent"][2] == pytest.approx(0.3, abs=1e-4)
+    assert cube_e["report"]["extent_m"][2] == pytest.approx(0.3, abs=1e-4)   # unit: m
+    assert "OBJ has no unit" in cube_e["report"]["raw"]["units"]
+    assert rb["report"]["extent_m"][2] == pytest.approx(1.68, abs=1e-3)
+    assert rb["report"]["rigs"][0]["bones"] > 50
+    joints = rb["report"]["pose_joints"]
+    assert joints["head"] == "Bip01 Head" and joints["neck"] is None   # Biped: no separate neck bone
+    assert any("missing texture" in w for w in rb["warnings"])          # its .tga files are not shipped
+    again = run_cli("scans", "check", str(cfg), "--json", str(tmp_path / "r2.json"), env=cache)
+    assert again.returncode == 0
+    rep2 = json.loads((tmp_path / "r2.json").read_text())
+    assert all(e["cached"] for e in rep2["scans"]) and rep2["scans"][0]["seconds"] < 1.0
+
+
+def test_texture_typo_is_exit_2_before_anything(tmp_path, cache):
+    cfg = _config(tmp_path, [dict(LEE_SCAN, texture=str(LEE / "Map-COLL.jpg"))])
+    out = tmp_path / "store"
+    for args in (["render", "--config", str(cfg), "--out", str(out), *TINY], ["scans", "check", str(cfg)]):
+        res = run_cli(*args, env=cache)
+        assert res.returncode == 2, res.stderr
+        assert "scans[0].texture" in res.stderr and "Map-COLL.jpg" in res.stderr and "does not exist" in res.stderr
+        assert "Traceback" not in res.stderr
+    assert not out.exists()
+
+
+def test_bad_scans_stop_the_job_or_are_quarantined(tmp_path, cache):
+    """A truncated FBX and a scan in the wrong unit stop ``synthgen render`` with exit 2 and the real
+    causes before Ray starts or ``_meta/`` is written; with ``--skip-bad-scans`` they are quarantined
+    (reasons in ``_meta/scans.json`` and on stderr) and the other scans render; the black cube's
+    warning reaches the summary and ``_meta/scans.json``."""
+    bad = write_truncated_fbx(tmp_path)
+    cube = write_black_cube(tmp_path)
+    cfg = _config(tmp_path, [
+        {"id": "broken", "path": str(bad), "size": {"height_m": 0.6}},
+        {"id": "tiny", "path": str(LEE / "LeePerrySmith.glb"), "size": {"unit": "mm"}},   # ~8 mm tall
+        LEE_SCAN,
+        {"id": "cube", "path": str(cube), "size": {"unit": "m"}}])
+    out = tmp_path / "store"
+    res = run_cli("render", "--config", str(cfg), "--out", str(out), *TINY, env=cache)
+    assert res.returncode == 2, res.stderr
+    assert "scan broken" in res.stderr and "failed to read complete nested block" in res.stderr, res.stderr
+    assert "scan tiny" in res.stderr and "measured height 0.007945 m" in res.stderr
+    assert "--skip-bad-scans" in res.stderr and "Traceback" not in res.stderr
+    assert not out.exists()   # nothing written: no _meta/, no store
+
+    dry = run_cli("render", "--config", str(cfg), "--out", str(out), "--dry-run", env=cache)
+    assert dry.returncode == 2 and "scan broken" in dry.stderr
+
+    res = run_cli("render", "--config", str(cfg), "--out", str(out), "--skip-bad-scans", "--num-samples", "3",
+                  *TINY, env=cache)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "scan broken quarantined by --skip-bad-scans (scan_import_failed)" in res.stderr
+    assert "scan tiny quarantined by --skip-bad-scans (implausible_size)" in res.stderr
+    assert "scan cube: material 'coal'" in res.stderr and "near black" in res.stderr
+    meta = json.loads((out / "_meta" / "scans.json").read_text())
+    assert {q["id"]: q["reason"] for q in meta["quarantined"]} == {"broken": "scan_import_failed",
+                                                                    "tiny": "implausible_size"}
+    assert any("near black" in w for w in meta["warnings"])
+    run = json.loads((out / "_meta" / "run.json").read_text())
+    assert [q["id"] for q in run["scans_quarantined"]] == ["broken", "tiny"] and run["scan_warnings"]
+    keys = list_keys(out)
+    assert len(keys) == 3
+    assert {read_sample(out, k).record["subject_id"] for k in keys} <= {"lee", "cube"}
