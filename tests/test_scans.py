@@ -117,7 +117,7 @@ def test_bad_scans_stop_the_job_or_are_quarantined(tmp_path, cache):
         {"id": "broken", "path": str(bad), "size": {"height_m": 0.6}},
         {"id": "tiny", "path": str(LEE / "LeePerrySmith.glb"), "size": {"unit": "mm"}},   # ~8 mm tall
         LEE_SCAN,
-        {"id": "cube", "path": str(cube), "size": {"unit": "m"}}])
+        {"id": "cube", "path": str(cube), "size": {"unit": "m"}}], render={"exposure_warn_factor": 3})
     out = tmp_path / "store"
     res = run_cli("render", "--config", str(cfg), "--out", str(out), *TINY, env=cache)
     assert res.returncode == 2, res.stderr
@@ -143,4 +143,102 @@ def test_bad_scans_stop_the_job_or_are_quarantined(tmp_path, cache):
     assert [q["id"] for q in run["scans_quarantined"]] == ["broken", "tiny"] and run["scan_warnings"]
     keys = list_keys(out)
     assert len(keys) == 3
-    assert {read_sample(out, k).record["subject_id"] for k in keys} <= {"lee", "cube"}
+    recs = {k: read_sample(out, k).record for k in keys}
+    assert {r["subject_id"] for r in recs.values()} == {"lee", "cube"}
+
+    # auto-exposure guard: a factor outside [1/3, 3] (or clamped, or a black subject) is a warning ...
+    warned = set()
+    for k, r in recs.items():
+        e = r["render"]["exposure"]
+        expect = e["clamped"] or not 1 / 3 <= e["factor"] <= 3 or e["subject_median_luminance_before"] <= 1e-8
+        assert bool(e.get("warning")) == expect, e
+        if expect:
+            warned.add(k)
+    assert any(recs[k]["subject_id"] == "cube" for k in warned), [r["render"]["exposure"] for r in recs.values()]
+    # ... and synthgen qa lists those samples
+    qa = run_cli("qa", str(out), "--out", str(tmp_path / "qa"), "--no-progress", env=cache)
+    assert qa.returncode in (0, 1), qa.stderr
+    summary = json.loads((tmp_path / "qa" / "report.json").read_text())["summary"]
+    assert summary["exposure_warning_count"] == len(warned)
+    assert {w["key"] for w in summary["exposure_warnings"]} == warned
+    assert "auto-exposure warnings" in qa.stdout
+    assert "auto-exposure warnings" in (tmp_path / "qa" / "report.html").read_text()
+
+
+def _obj_from_blender_frame(boxes: list[tuple[str | None, tuple]], path: Path) -> Path:
+    """Write boxes given in Blender's imported frame (Z up) as an OBJ file (Y up: the OBJ importer
+    maps OBJ (x, y, z) to Blender (x, -z, y)); a name starts a new object, None continues the last."""
+    lines, n = [], 0
+    for name, (x0, x1, y0, y1, z0, z1) in boxes:
+        if name:
+            lines.append(f"o {name}")
+        v, f = _box(x0, x1, y0, y1, z0, z1, n + 1)
+        # Blender (X, Y, Z) -> OBJ (X, Z, -Y)
+        lines += [" ".join(["v", a, c, str(-float(b))]) for a, b, c in (ln.split()[1:] for ln in v)] + f
+        n += 8
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_lying_figure(folder: Path) -> Path:
+    """A 1-unit 'figure' lying along +X (its up) and facing +Y (a three-box nose near its top end),
+    in the imported frame: a file exported with another up axis."""
+    nose = [(None, (0.8, 0.9, 0.1, 0.3, -0.03 + k * 0.02, -0.01 + k * 0.02)) for k in range(3)]
+    return _obj_from_blender_frame([("Figure", (0.0, 1.0, -0.1, 0.1, -0.1, 0.1)), *nose], folder / "lying.obj")
+
+
+def write_statue_on_plinth(folder: Path, one_object: bool = False) -> Path:
+    """A 1.0-unit 'body' standing on a separate 0.08-unit plinth (two objects, or one object of two
+    disconnected parts)."""
+    return _obj_from_blender_frame(
+        [("Body", (-0.15, 0.15, -0.1, 0.1, 0.08, 1.08)),
+         (None if one_object else "Plinth", (-0.25, 0.25, -0.25, 0.25, 0.0, 0.08))],
+        folder / f"statue{'_one' if one_object else ''}.obj")
+
+
+def test_orientation_and_measured_size(tmp_path, cache):
+    """``up_axis``/``forward_axis`` turn a lying figure upright, facing -Y; ``size.measure`` scales the
+    body, not the plinth (named objects or the largest connected part, also inside one object);
+    the render records what was measured."""
+    lying, statue = write_lying_figure(tmp_path), write_statue_on_plinth(tmp_path)
+    one = write_statue_on_plinth(tmp_path, one_object=True)
+    scans = [{"id": "lying_default", "path": str(lying), "size": {"unit": "m"}},
+             {"id": "upright", "path": str(lying), "size": {"unit": "m"}, "up_axis": "+X", "forward_axis": "+Y"},
+             {"id": "whole", "path": str(statue), "size": {"height_m": 1.65}},
+             {"id": "named", "path": str(statue), "size": {"height_m": 1.65, "measure": ["bod*"]}},
+             {"id": "largest", "path": str(statue), "size": {"height_m": 1.65, "measure": "largest_part"}},
+             {"id": "largest_one", "path": str(one), "size": {"height_m": 1.65, "measure": "largest_part"}}]
+    cfg = _config(tmp_path, scans)
+    res = run_cli("scans", "check", str(cfg), "--json", str(tmp_path / "r.json"), env=cache)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rep = {e["id"]: e["report"] for e in json.loads((tmp_path / "r.json").read_text())["scans"]}
+    assert rep["lying_default"]["extent_m"][2] == pytest.approx(0.2, abs=1e-4)      # as imported: lying
+    up = rep["upright"]
+    assert up["extent_m"] == pytest.approx([0.2, 0.4, 1.0], abs=1e-4)                # standing, nose in y
+    assert up["centroid_m"][1] < -0.01                                                # the nose points to -Y
+    assert up["raw"]["extent"][0] == pytest.approx(1.0, abs=1e-4)                    # raw: as imported
+    assert rep["whole"]["measured"]["height_m"] == pytest.approx(1.65, abs=1e-4)     # plinth included
+    for k in ("named", "largest", "largest_one"):
+        m = rep[k]["measured"]
+        assert m["height_m"] == pytest.approx(1.65, abs=1e-4), k                     # the body is 1.65 m
+        assert m["whole_height_m"] == pytest.approx(1.65 * 1.08, abs=1e-3), k
+        assert rep[k]["bbox_min_m"][2] == pytest.approx(0.0, abs=1e-6)                # body on z = 0
+    assert rep["named"]["measured"]["objects"] == ["Body"] and rep["largest"]["measured"]["objects"] == ["Body"]
+    assert rep["largest_one"]["measured"]["parts"] == 2
+    assert "measured largest_part" in res.stdout
+
+    out = tmp_path / "store"
+    cfg = _config(tmp_path, [scans[1], scans[4]], num_samples=4,
+                  camera={"focal_length_mm": 50, "distance_m": 3.0, "target": "center"})
+    res = run_cli("render", "--config", str(cfg), "--out", str(out), *TINY, env=cache)
+    assert res.returncode == 0, res.stderr[-3000:]
+    seen = set()
+    for k in list_keys(out):
+        scan = read_sample(out, k).record["render"]["scan"]
+        seen.add(scan["id"])
+        if scan["id"] == "largest":
+            assert scan["measured"]["rule"] == "largest_part" and scan["measured"]["objects"] == ["Body"]
+            assert scan["measured"]["height_m"] == pytest.approx(1.65, abs=1e-4)
+        else:
+            assert scan["orientation"] == {"up_axis": "+X", "forward_axis": "+Y"}
+    assert seen == {"upright", "largest"}, seen

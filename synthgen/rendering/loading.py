@@ -171,7 +171,8 @@ def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None
             scans.append(ScanAsset(id=sid, path=str(f), texture=tex, normal_map=nrm, size=sc.size,
                                    base_color=sc.base_color, roughness=sc.roughness,
                                    head_height_m=sc.head_height_m, weight=sc.weight,
-                                   exclude_objects=sc.exclude_objects))
+                                   exclude_objects=sc.exclude_objects, up_axis=sc.up_axis,
+                                   forward_axis=sc.forward_axis))
     ids = [s.id for s in scans]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
@@ -214,6 +215,14 @@ def content_hash(job: Job) -> str:
     import json
 
     cfg = job.config.model_dump(mode="json")
+    for sc in cfg.get("scans", []):  # placement keys at their defaults: the same hash as before they existed
+        for k, default in (("up_axis", "+Z"), ("forward_axis", "-Y")):
+            if sc.get(k) == default:
+                sc.pop(k)
+        if sc.get("size", {}).get("measure") == "all":
+            sc["size"].pop("measure")
+    if cfg.get("render", {}).get("exposure_warn_factor") == 32.0:  # a warning, not content; default as before
+        cfg["render"].pop("exposure_warn_factor")
     for dotted in RUN_ONLY_KEYS:
         *parents, leaf = dotted.split(".")
         cur = cfg

@@ -41,7 +41,7 @@ from .hdri_check import _sha256, cache_dir
 
 log = logging.getLogger("synthgen.render")
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 MIN_HEIGHT_M = 0.05
 """Below this metric height (after the size rule) a scan is refused: no head is 5 cm tall."""
 MAX_HEIGHT_M = 4.0
@@ -211,8 +211,12 @@ def format_report(report: dict[str, Any]) -> str:
                 lines.append(f"  raw bbox {fmt(raw['bbox_min'])} .. {fmt(raw['bbox_max'])} ({raw['units']})")
             lines.append(f"  size rule {rep['size_rule']} -> scale {rep['scale_applied']:.5g}; "
                          f"metric extent x/y/z {fmt(rep['extent_m'])} m")
-            if rep.get("measured"):
-                lines.append(f"  measured: {rep['measured']}")
+            m, o = rep.get("measured") or {}, rep.get("orientation") or {}
+            if m:
+                lines.append(f"  orientation up {o.get('up_axis')} forward {o.get('forward_axis')}; measured "
+                             f"{m['rule']} ({', '.join(m['objects'][:5])}; {m['vertices']} vertices): "
+                             f"{m['height_m']:.4g} m tall, whole scan {m['whole_height_m']:.4g} m"
+                             + (f"; excluded {m['excluded_objects']}" if m.get("excluded_objects") else ""))
             n_mat = len(rep["materials"])
             lines.append(f"  {rep['meshes']} mesh(es), {rep['vertices']} vertices, {rep['materials_in_file']} "
                          f"material(s) in the file, {n_mat} in use")

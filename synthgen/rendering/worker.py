@@ -123,7 +123,7 @@ def _load_subject(renderer, job: Job, p: SampleParams) -> tuple[dict[str, Any], 
     rec = {"scan": {"id": scan.id, "file": os.path.relpath(scan.path, cfg_dir),
                     "scale_applied": info["scale_applied"], "size": scan.size.model_dump(exclude_none=True),
                     "bbox_min_m": info["bbox_min_m"], "bbox_max_m": info["bbox_max_m"],
-                    "warnings": info["warnings"]}}
+                    "warnings": info["warnings"], **{k: info[k] for k in ("orientation", "measured") if k in info}}}
     return info, scan.id, rec
 
 
@@ -403,7 +403,8 @@ def finish_sample(r: Rendered, out_dir: str | os.PathLike, previews: bool = Fals
     rs = r.job.config.render
     out = r.out
     t0 = time.perf_counter()
-    exposure = apply_exposure(out["rgb"], out["mask"], rs.auto_exposure, rs.exposure_target, r.params["exposure_ev"])
+    exposure = apply_exposure(out["rgb"], out["mask"], rs.auto_exposure, rs.exposure_target, r.params["exposure_ev"],
+                              rs.exposure_warn_factor)
     out["rgb"], sensor = apply_sensor_effects(out["rgb"], r.params.get("camera_realism") or {})
     realism = {**r.lens, **sensor}
     record = build_record(r, exposure, realism, config_hash or content_hash(r.job))
