@@ -41,7 +41,7 @@ from .hdri_check import _sha256, cache_dir
 
 log = logging.getLogger("synthgen.render")
 
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 MIN_HEIGHT_M = 0.05
 """Below this metric height (after the size rule) a scan is refused: no head is 5 cm tall."""
 MAX_HEIGHT_M = 4.0
@@ -125,8 +125,10 @@ def _judge(asset: ScanAsset, res: dict[str, Any]) -> tuple[list[str], list[str]]
             f"units tall, in {raw.get('units', 'file units')})")
     if not MIN_HEIGHT_M <= height <= MAX_HEIGHT_M:
         units = [u for u, f in UNIT_TO_METRES.items() if raw_h and 0.15 <= raw_h * f <= 2.5]
-        hint = (f"size: {{unit: {units[0]}}} would make it {raw_h * UNIT_TO_METRES[units[0]]:.3g} m; "
-                if units else "") + "or give its real height with size: {height_m: ...}"
+        tens = [10.0 ** k for k in range(-4, 5) if raw_h and 0.15 <= raw_h * 10.0 ** k <= 2.5]
+        hint = (f"size: {{unit: {units[0]}}} would make it {raw_h * UNIT_TO_METRES[units[0]]:.3g} m; " if units
+                else f"size: {{scale: {tens[0]:g}}} would make it {raw_h * tens[0]:.3g} m; " if tens
+                else "") + "or give its real height with size: {height_m: ...}"
         return [f"{what}: {'too small' if height < MIN_HEIGHT_M else 'too large'} for a person or head; "
                 f"is the unit right? {hint}"], warnings
     if not WARN_HEIGHT_M[0] <= height <= WARN_HEIGHT_M[1]:
@@ -169,7 +171,7 @@ def check_scans(job: Job, skip_bad: bool = False, use_cache: bool = True, worker
         entries.append({"id": asset.id, "path": asset.path, "sha256": res.get("sha256"), "cached": res["cached"],
                         "seconds": res["seconds"], "errors": errors, "warnings": warnings,
                         "report": res.get("report")})
-        flat += [f"scan {asset.id}: {w}" for w in warnings]
+        flat += [w if w.startswith(f"scan {asset.id}: ") else f"scan {asset.id}: {w}" for w in warnings]
         if errors:
             bad.append(asset)
             quarantined.append({"id": asset.id, "path": asset.path, "reason": res.get("kind", "scan_check_failed")
@@ -209,7 +211,8 @@ def format_report(report: dict[str, Any]) -> str:
             fmt = lambda v: "[" + ", ".join(f"{x:.4g}" for x in v) + "]"  # noqa: E731
             if raw:
                 lines.append(f"  raw bbox {fmt(raw['bbox_min'])} .. {fmt(raw['bbox_max'])} ({raw['units']})")
-            lines.append(f"  size rule {rep['size_rule']} -> scale {rep['scale_applied']:.5g}; "
+            rule = {k: v for k, v in rep["size_rule"].items() if k != "measure"}
+            lines.append(f"  size rule {rule} -> scale {rep['scale_applied']:.5g}; "
                          f"metric extent x/y/z {fmt(rep['extent_m'])} m")
             m, o = rep.get("measured") or {}, rep.get("orientation") or {}
             if m:

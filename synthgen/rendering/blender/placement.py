@@ -57,7 +57,9 @@ def _mesh_arrays(obj: Any, dg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def largest_part(meshes: list[Any], dg: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """World vertices of the connected mesh part (over all ``meshes``) with the largest surface
-    area, and a description (object, part vertices and area, number of parts)."""
+    area, and a description (object, part vertices and area, number of parts). Vertices at the same
+    position (to 1e-6 of the object's size) count as connected, since importers split vertices at
+    UV and normal seams."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -67,8 +69,14 @@ def largest_part(meshes: list[Any], dg: Any) -> tuple[np.ndarray, dict[str, Any]
         v, ed, tri = _mesh_arrays(o, dg)
         if not len(v):
             continue
-        g = coo_matrix((np.ones(len(ed)), (ed[:, 0], ed[:, 1])), shape=(len(v), len(v)))
+        # vertices at the same position are one (importers split vertices at UV and normal seams)
+        tol = 1e-6 * max(float(np.ptp(v, 0).max()), 1e-12)
+        _, weld = np.unique(np.round(v / tol).astype(np.int64), axis=0, return_inverse=True)
+        weld = weld.ravel()
+        m = int(weld.max()) + 1
+        g = coo_matrix((np.ones(len(ed)), (weld[ed[:, 0]], weld[ed[:, 1]])), shape=(m, m))
         n, labels = connected_components(g, directed=False)
+        labels = labels[weld]
         n_parts += n
         a = v[tri]
         area = 0.5 * np.linalg.norm(np.cross(a[:, 1] - a[:, 0], a[:, 2] - a[:, 0]), axis=1)

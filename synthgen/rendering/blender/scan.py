@@ -348,7 +348,8 @@ class ScanMixin:
                                 continue  # node without image: renders as its default, not an error
                             ok = img.packed_file is not None or os.path.isfile(self.bpy.path.abspath(img.filepath))
                             if not ok:
-                                missing.append(img.filepath or img.name)
+                                where = os.path.normpath(self.bpy.path.abspath(img.filepath)) if img.filepath else img.name
+                                missing += [where] if where not in missing else []
                 if mat is None or missing:
                     warnings.append(f"scan {asset.id}: material {getattr(mat, 'name', None)!r} "
                                     f"has missing texture(s) {missing}; using a neutral material")
