@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from synthgen.contract import list_keys, read_sample
 
@@ -73,9 +75,14 @@ def test_preflight_reports_black_material_size_and_rig(tmp_path, cache):
         {"id": "cube", "path": str(cube), "size": {"unit": "m"}},
         {"id": "rocketbox", "path": str(ROOT / "scenes" / "rocketbox_female_adult_01" / "Female_Adult_01.fbx"),
          "size": {"height_m": 1.68}}])
-    res = run_cli("scans", "check", str(cfg), "--json", str(tmp_path / "r.json"), env=cache)
+    res = run_cli("scans", "check", str(cfg), "--json", str(tmp_path / "r.json"), "--sheets", str(tmp_path / "sh"),
+                  env=cache)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "near black" in res.stdout and "'coal'" in res.stdout, res.stdout
+    for sid in ("cube", "rocketbox"):   # contact sheets: rows front, side, head; columns RGB | depth | mask
+        sheet = np.asarray(Image.open(tmp_path / "sh" / f"{sid}.png"))
+        assert sheet.shape == (480, 480, 3)
+        assert all(sheet[160 * k:160 * (k + 1), 320:, 0].mean() > 10 for k in range(3)), sid   # subject in each view
     rep = json.loads((tmp_path / "r.json").read_text())
     cube_e, rb = rep["scans"]
     assert not cube_e["cached"] and cube_e["errors"] == []
@@ -242,3 +249,50 @@ def test_orientation_and_measured_size(tmp_path, cache):
         else:
             assert scan["orientation"] == {"up_axis": "+X", "forward_axis": "+Y"}
     assert seen == {"upright", "largest"}, seen
+
+
+def test_manifest_tags_drive_weights_and_reach_records_qa_and_card(tmp_path, cache):
+    """``scans: {manifest: library.csv, balance, tag_weights}``: the rows' tags set the sampling
+    weights (checked on a 3000-sample plan), and the tags, licences and attributions reach every
+    record, the QA report and the store's dataset card."""
+    write_black_cube(tmp_path)
+    write_statue_on_plinth(tmp_path)
+    (tmp_path / "library.csv").write_text(
+        "path,id,height_m,unit,measure,texture,base_color,licence,attribution,tag_sex,tag_age_band\n"
+        f"{LEE / 'LeePerrySmith.glb'},lee,0.36,,,{LEE / 'Map-COL.jpg'},,CC-BY-3.0,Lee Perry-Smith,male,adult\n"
+        "black_cube.obj,cube,,m,,,0.5 0.45 0.4,CC0-1.0,a test cube,female,adult\n"
+        "statue.obj,statue,1.65,,largest_part,,0.6 0.5 0.4,CC0-1.0,a test statue,female,child\n")
+    cfg = _config(tmp_path, {"manifest": "library.csv", "balance": ["sex"], "tag_weights": {"age_band": {"child": 2}}})
+    res = run_cli("render", "--config", str(cfg), "--dry-run", "--num-samples", "3000", env=cache)
+    assert res.returncode == 0, res.stderr[-3000:]
+    doc = yaml.safe_load(res.stdout)
+    # balance by sex: lee 1, each female 1/2; age_band child x2: statue 1
+    assert [(s["id"], s["weight"]) for s in doc["config"]["scans"]] == [("lee", 1.0), ("cube", 0.5), ("statue", 1.0)]
+    assert doc["config"]["scans"][2]["tags"] == {"sex": "female", "age_band": "child"}
+    n = doc["plan"]["samples_per_scan"]
+    assert abs(n["lee"] - 1200) < 120 and abs(n["cube"] - 600) < 90 and abs(n["statue"] - 1200) < 120, n
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,colour\nx.obj,red\n")
+    res = run_cli("render", "--config", str(_config(tmp_path, {"manifest": "bad.csv"})), "--dry-run", env=cache)
+    assert res.returncode == 2 and "bad.csv: unknown column(s) ['colour']" in res.stderr, res.stderr
+
+    cfg = _config(tmp_path, {"manifest": "library.csv"})
+    out = tmp_path / "store"
+    res = run_cli("render", "--config", str(cfg), "--out", str(out), "--num-samples", "3", *TINY, env=cache)
+    assert res.returncode == 0, res.stderr[-3000:]
+    recs = [read_sample(out, k).record for k in list_keys(out)]
+    tags_seen = {}
+    for r in recs:
+        scan = r["render"]["scan"]
+        assert scan["tags"]["sex"] in ("male", "female") and scan["licence"] in ("CC-BY-3.0", "CC0-1.0")
+        tags_seen[scan["tags"]["sex"]] = tags_seen.get(scan["tags"]["sex"], 0) + 1
+    qa = run_cli("qa", str(out), "--out", str(tmp_path / "qa"), "--no-progress", "--no-html", env=cache)
+    assert qa.returncode in (0, 1), qa.stderr
+    summary = json.loads((tmp_path / "qa" / "report.json").read_text())["summary"]
+    assert summary["scan_tags"]["sex"] == tags_seen and "scan tags (samples): " in qa.stdout
+    card = (out / "README.md").read_text()
+    for r in recs:
+        s = r["render"]["scan"]
+        assert f"`{s['id']}` (age_band={s['tags']['age_band']}, sex={s['tags']['sex']})" in card
+        assert s["attribution"] in card

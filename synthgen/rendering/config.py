@@ -79,6 +79,10 @@ class ScanConfig(StrictModel):
     exclude_objects: list[str] = Field(
         [], description="fnmatch patterns (case-insensitive) of object names removed at import "
                         "(e.g. a stray helper mesh such as CesiumMan's 'Icosphere')")
+    tags: dict[str, str] = Field({}, description="free tags (e.g. sex, age_band, skin_tone, clothing), recorded "
+                                                 "in render.scan.tags and counted by synthgen qa")
+    licence: str | None = Field(None, description="the scan's licence (recorded; the dataset card uses it)")
+    attribution: str | None = Field(None, description="credit line for the scan (recorded; dataset card)")
 
     @model_validator(mode="after")
     def _material(self):
@@ -282,7 +286,8 @@ class RenderConfig(StrictModel):
     seed: int = Field(0, ge=0)
     num_samples: int = Field(8, gt=0)
     workers: int | None = Field(None, gt=0, description="Ray render workers; default: CPUs / threads_per_worker")
-    scans: list[ScanConfig] = Field(default_factory=list, description="scanned subjects (files)")
+    scans: list[ScanConfig] = Field(default_factory=list, description="scanned subjects (files); or "
+                                    "{manifest: library.csv, balance, tag_weights} (docs/scans.md)")
     subjects: list[HumansSpec] = Field(
         default_factory=list, description="generated subjects: [{kind: makehuman, id, identities, weight, "
                                           "phenotype, wardrobe, eyes, skin}] (see docs/humans.md)")
@@ -331,6 +336,9 @@ class ScanAsset(BaseModel):
     exclude_objects: list[str] = []
     up_axis: str = "+Z"
     forward_axis: str = "-Y"
+    tags: dict[str, str] = {}
+    licence: str | None = None
+    attribution: str | None = None
 
 
 class HdriAsset(BaseModel):

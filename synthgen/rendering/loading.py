@@ -19,6 +19,7 @@ from pydantic import (
 from .. import safeyaml
 from ..errors import ConfigError  # noqa: F401 (re-exported)
 from ..safeyaml import bounded_repr
+from .manifest import expand_manifest
 from .config import HDRI_EXTENSIONS, SCAN_EXTENSIONS, HdriAsset, Job, RenderConfig, ScanAsset
 
 
@@ -152,6 +153,7 @@ def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None
     data = load_yaml(config_path) if data is None else copy.deepcopy(data)
     for k, v in (overrides or {}).items():
         set_override(data, k, v)
+    expand_manifest(data, config_path)  # scans: {manifest: library.csv} -> the list of its rows
     try:
         cfg = RenderConfig.model_validate(data)
     except ValidationError as exc:
@@ -172,7 +174,8 @@ def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None
                                    base_color=sc.base_color, roughness=sc.roughness,
                                    head_height_m=sc.head_height_m, weight=sc.weight,
                                    exclude_objects=sc.exclude_objects, up_axis=sc.up_axis,
-                                   forward_axis=sc.forward_axis))
+                                   forward_axis=sc.forward_axis, tags=sc.tags, licence=sc.licence,
+                                   attribution=sc.attribution))
     ids = [s.id for s in scans]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
@@ -216,7 +219,8 @@ def content_hash(job: Job) -> str:
 
     cfg = job.config.model_dump(mode="json")
     for sc in cfg.get("scans", []):  # placement keys at their defaults: the same hash as before they existed
-        for k, default in (("up_axis", "+Z"), ("forward_axis", "-Y")):
+        for k, default in (("up_axis", "+Z"), ("forward_axis", "-Y"), ("tags", {}), ("licence", None),
+                           ("attribution", None)):
             if sc.get(k) == default:
                 sc.pop(k)
         if sc.get("size", {}).get("measure") == "all":

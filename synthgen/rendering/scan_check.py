@@ -60,11 +60,18 @@ def _request(job: Job, asset: ScanAsset) -> dict[str, Any]:
             "keep_animation": cfg.pose.enabled and cfg.pose.source == "animation"}
 
 
+NOT_LOADING = ("id", "weight", "tags", "licence", "attribution")
+"""Scan fields that do not change how a scan loads (left out of the dedupe and cache keys)."""
+
+
+def _loading(req: dict[str, Any]) -> dict[str, Any]:
+    """The request without :data:`NOT_LOADING` fields and without the contact sheet's."""
+    return {**{k: v for k, v in req.items() if k not in ("sheet", "hdri")},
+            "asset": {k: v for k, v in req["asset"].items() if k not in NOT_LOADING}}
+
+
 def _key(req: dict[str, Any], digest: str) -> str:
-    a = dict(req["asset"])
-    a.pop("id", None)
-    a.pop("weight", None)
-    doc = {"v": CACHE_VERSION, "sha256": digest, "req": {**req, "asset": a}}
+    doc = {"v": CACHE_VERSION, "sha256": digest, "req": _loading(req)}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -96,7 +103,7 @@ def _inspect_cached(req: dict[str, Any], use_cache: bool) -> dict[str, Any]:
         return {"ok": False, "kind": "scan_unreadable", "error": f"cannot read the file ({exc.strerror or exc})",
                 "seconds": 0.0, "cached": False}
     f = cache_dir() / "scan-check" / f"{_key(req, digest)}.json"
-    if use_cache and f.is_file():
+    if use_cache and f.is_file() and not req.get("sheet"):
         try:
             res = json.loads(f.read_text())
             return {**res, "cached": True, "seconds": round(time.perf_counter() - t0, 3), "sha256": digest}
@@ -137,7 +144,7 @@ def _judge(asset: ScanAsset, res: dict[str, Any]) -> tuple[list[str], list[str]]
 
 
 def check_scans(job: Job, skip_bad: bool = False, use_cache: bool = True, workers: int | None = None,
-                need_subject: bool = True) -> tuple[Job, dict[str, Any]]:
+                need_subject: bool = True, sheets: Path | None = None) -> tuple[Job, dict[str, Any]]:
     """Inspect every distinct scan of ``job`` (cached) and judge it.
 
     Args:
@@ -146,6 +153,9 @@ def check_scans(job: Job, skip_bad: bool = False, use_cache: bool = True, worker
         use_cache: read and write the cache (see the module docstring).
         workers: parallel Blender processes (default: min(4, CPUs)).
         need_subject: raise when every subject of the job would be quarantined.
+        sheets: write a contact sheet per distinct scan as ``sheets/ID.png`` (front, side, head
+            close-up; :mod:`synthgen.rendering.blender.contact_sheet`); those scans are imported
+            again even when cached.
 
     Returns:
         (the job, without quarantined scans; the report ``{"version", "scans": [{"id", "path",
@@ -160,13 +170,17 @@ def check_scans(job: Job, skip_bad: bool = False, use_cache: bool = True, worker
     n = workers or min(4, os.cpu_count() or 1)
     uniq: dict[str, dict[str, Any]] = {}
     for r in reqs:
-        uniq.setdefault(json.dumps({**r, "asset": {**r["asset"], "id": None, "weight": None}}, sort_keys=True), r)
+        uniq.setdefault(json.dumps(_loading(r), sort_keys=True), r)
+    if sheets is not None and job.hdris:
+        Path(sheets).mkdir(parents=True, exist_ok=True)
+        for r in uniq.values():
+            r.update(sheet=str(Path(sheets).resolve() / f"{r['asset']['id']}.png"), hdri=job.hdris[0].path)
     with cf.ThreadPoolExecutor(max(1, min(n, len(uniq) or 1))) as pool:
         futs = {k: pool.submit(_inspect_cached, r, use_cache) for k, r in uniq.items()}
         results = {k: f.result() for k, f in futs.items()}
     entries, bad, quarantined, flat = [], [], [], []
     for asset, r in zip(job.scans, reqs):
-        res = results[json.dumps({**r, "asset": {**r["asset"], "id": None, "weight": None}}, sort_keys=True)]
+        res = results[json.dumps(_loading(r), sort_keys=True)]
         errors, warnings = _judge(asset, res)
         entries.append({"id": asset.id, "path": asset.path, "sha256": res.get("sha256"), "cached": res["cached"],
                         "seconds": res["seconds"], "errors": errors, "warnings": warnings,
@@ -228,6 +242,9 @@ def format_report(report: dict[str, Any]) -> str:
             joints = rep.get("pose_joints") or {}
             if rep["rigs"] and joints:
                 lines.append("  pose joints: " + ", ".join(f"{k}={v or 'MISSING'}" for k, v in joints.items()))
+            sheet = rep.get("contact_sheet") or {}
+            if sheet:
+                lines.append(f"  contact sheet: {sheet.get('path') or 'not written: ' + str(sheet.get('error'))}")
         lines += [f"  error: {x}" for x in e["errors"]] + [f"  warning: {x}" for x in e["warnings"]]
     for q in report.get("quarantined", []):
         lines.append(f"quarantined scan {q['id']}: {q['reason']}: {q['error']}")

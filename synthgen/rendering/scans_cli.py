@@ -25,7 +25,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not job.scans:
             print(f"synthgen scans check: {args.config} has no scans", file=sys.stderr)
             return 0
-        _, report = check_scans(job, skip_bad=True, use_cache=not args.no_cache, need_subject=False)
+        _, report = check_scans(job, skip_bad=True, use_cache=not args.no_cache, need_subject=False,
+                                sheets=Path(args.sheets) if args.sheets else None)
     except ConfigError as exc:
         print(f"synthgen scans check: error: {exc}", file=sys.stderr)
         return 2
@@ -69,6 +70,9 @@ def add_parser(sub) -> None:
                         "--skip-bad-scans would do)")
     c.add_argument("--no-cache", action="store_true", help="import every scan again, ignoring (and not writing) the cache")
     c.add_argument("--json", metavar="FILE", help="also write the full report as JSON to FILE")
+    c.add_argument("--sheets", metavar="DIR",
+                   help="also write a contact sheet per scan, DIR/ID.png: rows front (yaw 0), side (yaw 90) and "
+                        "head close-up, each RGB | depth | mask, lit by the job's first HDRI (re-imports the scans)")
     c.set_defaults(func=cmd_check)
 
 

@@ -4,7 +4,8 @@ render driver down).
 
 Run as ``python -m synthgen.rendering.blender.inspect RESULT.json`` with a JSON request on stdin:
 ``{"asset": ScanAsset fields, "joints": [JointConfig fields], "rest_pose": bool,
-"keep_animation": bool}``. It imports the scan exactly as a render worker
+"keep_animation": bool, "sheet": PNG path (optional, with "hdri": an HDRI path)}``: the sheet is
+:func:`.contact_sheet.render_sheet`. It imports the scan exactly as a render worker
 does (:meth:`BlenderRenderer.load_scan`: orientation, exclusions, size rule, materials) and writes
 ``{"ok": true, "report": {...}}`` or ``{"ok": false, "kind": "scan_import_failed", "error": cause}``
 to RESULT.json. Anything else (no file, a signal) means the process crashed.
@@ -134,6 +135,13 @@ def inspect(req: dict[str, Any]) -> dict[str, Any]:
         "load_warnings": list(info["warnings"]), "material_warnings": mat_warnings,
         "import_s": round(time.perf_counter() - t0, 3),
     }
+    if req.get("sheet"):
+        from .contact_sheet import render_sheet
+
+        try:
+            report["contact_sheet"] = render_sheet(r, info, req["hdri"], req["sheet"])
+        except Exception as exc:  # the sheet is a picture for people: never fail the check for it
+            report["contact_sheet"] = {"error": f"{type(exc).__name__}: {exc}"}
     return report
 
 
