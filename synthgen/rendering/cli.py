@@ -133,21 +133,23 @@ def cmd_render(args: argparse.Namespace) -> int:
     out_dir = out_arg or job.config.output.dir
     if args.dry_run:
         try:
-            return _dry_run(job, indices, out_dir, args.workers, args.skip_bad_scans)
+            return _dry_run(job, indices, out_dir, args.workers, args.skip_bad_scans, not args.no_scan_check)
         except ConfigError as exc:
             print(f"synthgen render: error: {exc}", file=sys.stderr)
             return 2
     try:
         summary = run_render(job, out_dir, indices=indices, workers=args.workers, address=args.address,
                              progress=not args.no_progress, force=args.force, rerender=rerender,
-                             force_unlock=args.force_unlock, skip_bad_scans=args.skip_bad_scans)
+                             force_unlock=args.force_unlock, skip_bad_scans=args.skip_bad_scans,
+                             scan_check=not args.no_scan_check)
     except ConfigError as exc:
         print(f"synthgen render: error: {exc}", file=sys.stderr)
         return 2
     return _report(summary, Path(out_dir).resolve())
 
 
-def _dry_run(job: Job, indices, out_dir: str, workers: int | None, skip_bad_scans: bool = False) -> int:
+def _dry_run(job: Job, indices, out_dir: str, workers: int | None, skip_bad_scans: bool = False,
+             scan_check: bool = True) -> int:
     """Print the resolved config, the plan (subject counts: exact, or estimated above
     planning.EXACT_LIMIT samples) and disk and time estimates; render nothing."""
     import yaml
@@ -158,8 +160,9 @@ def _dry_run(job: Job, indices, out_dir: str, workers: int | None, skip_bad_scan
     from .scan_check import check_scans, scan_summary
 
     check_hdris(job)
-    job, scans = check_scans(job, skip_bad=skip_bad_scans)
-    _print_scan_problems(scan_summary(scans))
+    if scan_check:
+        job, scans = check_scans(job, skip_bad=skip_bad_scans)
+        _print_scan_problems(scan_summary(scans))
     idx = (IndexSet.full(job.config.num_samples) if indices is None else
            indices if isinstance(indices, IndexSet) else IndexSet.of(indices))
     out = Path(out_dir).resolve()
@@ -286,5 +289,8 @@ def add_parser(sub) -> None:
                    help="a scan that fails the preflight (import error, crash, implausible size) is quarantined "
                         "(its reason in OUT/_meta/scans.json) and the other subjects render; without it such a "
                         "scan stops the job with exit 2 before anything renders")
+    p.add_argument("--no-scan-check", action="store_true",
+                   help="skip the scan preflight (synthgen scans check); a scan that cannot be imported then "
+                        "fails its samples on the workers (quarantined in OUT/_meta/quarantine.json, exit 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_render)

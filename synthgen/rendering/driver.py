@@ -93,7 +93,7 @@ def _sigterm_as_interrupt():
 def run_render(job: Job, out_dir: str | os.PathLike, indices: Iterable[int] | None = None,
                workers: int | None = None, address: str | None = None,
                progress: bool = True, force: bool = False, rerender: bool = False,
-               force_unlock: bool = False, skip_bad_scans: bool = False) -> dict[str, Any]:
+               force_unlock: bool = False, skip_bad_scans: bool = False, scan_check: bool = True) -> dict[str, Any]:
     """Render ``indices`` (default: all samples of the job; a list or an
     :class:`~synthgen.rendering.planning.IndexSet`) into ``out_dir`` on Ray.
 
@@ -118,7 +118,8 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: Iterable[int] | No
         ConfigError: unusable ``out_dir``, a corrupt HDRI, a scan failing the preflight (unless
             ``skip_bad_scans``: then it is left out, its reason in ``_meta/scans.json`` and the
             summary's ``scans_quarantined``), not enough disk space (unless ``force``), the store
-            is locked by another driver (:class:`StoreLockedError`).
+            is locked by another driver (:class:`StoreLockedError`). ``scan_check=False`` skips the
+            scan preflight: a bad scan then fails its samples on the workers (quarantined, exit 1).
         StoreMismatchError: ``out_dir`` holds another job and not ``force`` (before Ray starts).
         GpuClusterError: ``render.device: gpu`` on a cluster without GPUs (the folder is left as it was).
     """
@@ -128,7 +129,7 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: Iterable[int] | No
            indices if isinstance(indices, IndexSet) else IndexSet.of(indices))
     check_out(out)
     check_hdris(job)
-    job, scans = check_scans(job, skip_bad=skip_bad_scans)  # one Blender process per scan (cached)
+    job, scans = check_scans(job, skip_bad=skip_bad_scans) if scan_check else (job, None)  # cached
     try:
         check_address(address)
     except ConnectionError as exc:
