@@ -257,7 +257,7 @@ def _forget_refused_run(meta: Path, out: Path, prev: dict[str, Any] | None) -> N
     """Leave the folder as it was before a run refused before any work (so that a corrected run is
     not then refused as "another job")."""
     if prev is None:
-        for f in ("store.json", "ledger.jsonl"):
+        for f in ("store.json", "ledger.jsonl", "scans.json"):
             with contextlib.suppress(FileNotFoundError):
                 (meta / f).unlink()
         with contextlib.suppress(OSError):
