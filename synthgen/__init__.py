@@ -62,7 +62,8 @@ def sample_params(job: Job, index: int, attempt: int = 0) -> SampleParams:
 
 
 def render(job: Job, out: str | os.PathLike, *, indices: list[int] | None = None, workers: int | None = None,
-           address: str | None = None, progress: bool = True, force: bool = False) -> dict[str, Any]:
+           address: str | None = None, progress: bool = True, force: bool = False,
+           skip_bad_scans: bool = False) -> dict[str, Any]:
     """Render ``job`` into the sample store ``out`` on Ray (like ``synthgen render``).
 
     Without ``address`` an embedded local Ray cluster is started and stopped; complete samples
@@ -75,6 +76,8 @@ def render(job: Job, out: str | os.PathLike, *, indices: list[int] | None = None
         address: Ray cluster to join (``--address``, e.g. ``"auto"``).
         progress: show a progress bar (``--no-progress`` is ``progress=False``).
         force: render into a folder holding another job (``--force``).
+        skip_bad_scans: leave out (quarantine) scans that fail the scan preflight instead of
+            raising (``--skip-bad-scans``; see :mod:`synthgen.rendering.scan_check`).
 
     Returns:
         The run summary (written, skipped, failed with reasons, timings, worker memory; see
@@ -86,7 +89,8 @@ def render(job: Job, out: str | os.PathLike, *, indices: list[int] | None = None
     """
     from .rendering.driver import run_render
 
-    return run_render(job, out, indices=indices, workers=workers, address=address, progress=progress, force=force)
+    return run_render(job, out, indices=indices, workers=workers, address=address, progress=progress, force=force,
+                      skip_bad_scans=skip_bad_scans)
 
 
 def open_store(path: str | os.PathLike) -> Store:

@@ -120,7 +120,8 @@ def record_assets(rec: dict[str, Any]) -> list[dict[str, Any]]:
     if rec.get("source") == "synthetic" or r:
         scan = r.get("scan") or {}
         if scan.get("id"):
-            out.append({"kind": "scan", "id": str(scan["id"]), "file": scan.get("file")})
+            out.append({"kind": "scan", "id": str(scan["id"]), "file": scan.get("file"),
+                        **{k: scan[k] for k in ("licence", "attribution", "tags") if scan.get(k)}})
         hdri = r.get("hdri") or {}
         if hdri.get("id"):
             out.append({"kind": "hdri", "id": str(hdri["id"]), "file": hdri.get("file")})

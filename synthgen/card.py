@@ -87,7 +87,9 @@ def assets_table(assets: list[dict[str, Any]]) -> str:
             who = f"{who} (`{a['attribution_file']}`)".strip()
         if a.get("kind") == "capture":
             who = f"{a.get('format') or ''} {a.get('sensor') or ''}: {who}".strip()
-        lines.append(f"| {_md(a['kind'])} | `{_md(a['id'])}` | {_md(a.get('licence'))} | {_md(who)} | "
+        tags = ", ".join(f"{k}={v}" for k, v in sorted((a.get("tags") or {}).items()))
+        lines.append(f"| {_md(a['kind'])} | `{_md(a['id'])}`{' (' + _md(tags) + ')' if tags else ''} | "
+                     f"{_md(a.get('licence'))} | {_md(who)} | "
                      f"{a.get('samples', '')} |")
     unknown = [a for a in assets if a.get("licence") in (None, UNKNOWN)]
     if unknown:

@@ -17,6 +17,7 @@ from . import __version__
 
 SUBCOMMANDS = [
     "synthgen.rendering.cli",
+    "synthgen.rendering.scans_cli",
     "synthgen.ingest.cli",
     "synthgen.qa",
     "synthgen.shard.cli",

@@ -156,7 +156,10 @@ def test_import_error_carries_the_real_cause(tmp_path: Path):
         render: {{width: 32, height: 32, samples: 1, denoise: false}}
         """))
     out = tmp_path / "store"
-    res = run_cli("render", "--config", str(cfg), "--out", str(out), "--workers", "1", "--no-progress")
+    # the worker-side path: without the scan preflight (which refuses the scan up front, exit 2;
+    # tests/test_scans.py), the import error reaches the workers and quarantines the sample
+    res = run_cli("render", "--config", str(cfg), "--out", str(out), "--workers", "1", "--no-progress",
+                  "--no-scan-check")
     assert res.returncode == 1, res.stderr[-3000:]
     q = json.loads((out / "_meta" / "quarantine.json").read_text())
     err = q["quarantined"][0]["error"]

@@ -135,6 +135,10 @@ class QAAccumulator:
         self._hash_groups: dict[bytes, set] = {}
         self._subject_splits: dict[str, Counter] = {}
         self.sensor = DepthSensorTally()
+        self.max_listed = max_listed
+        self.render_warnings: list[dict[str, Any]] = []
+        self.n_render_warnings = 0
+        self.scan_tags: Counter = Counter()
 
     # -- helpers
     def _tile(self, d: Decoded, fields, score: float, observed: str, failed: bool) -> Tile | None:
@@ -191,6 +195,24 @@ class QAAccumulator:
             self.n_decoded += 1
             self._offer_reservoir(d, fields)
         self._set_checks(d, fields)
+        self._note_render_warnings(d, fields)
+
+    def _note_render_warnings(self, d: Decoded, fields: dict[str, Any]) -> None:
+        """Count the scan tags of a sample (``render.scan.tags``, from a scan manifest) and list samples
+        whose record carries an auto-exposure warning (``render.exposure.warning``: a clamped or
+        out-of-bound factor, usually a broken material or a wrong HDRI)."""
+        render = d.record.get("render") if isinstance(d.record, dict) else None
+        tags = render.get("scan", {}).get("tags") if isinstance(render, dict) and isinstance(render.get("scan"), dict) else None
+        if isinstance(tags, dict):
+            self.scan_tags.update((str(k), str(v)) for k, v in tags.items())
+        exp = render.get("exposure") if isinstance(render, dict) else None
+        if not isinstance(exp, dict) or not exp.get("warning"):
+            return
+        self.n_render_warnings += 1
+        if len(self.render_warnings) < self.max_listed:
+            self.render_warnings.append({"location": d.raw.location, "key": d.raw.key, "subject": fields["subject"],
+                                         "scan": fields["scan"], "hdri": fields["hdri"], "factor": exp.get("factor"),
+                                         "warning": exp["warning"]})
 
     def _count(self, d: Decoded, fields: dict[str, Any]) -> None:
         """Count the categorical fields of one occurrence."""

@@ -120,6 +120,13 @@ def print_summary(doc: dict[str, Any], out: Path, stream=sys.stdout) -> None:
                 lic[name] = lic.get(name, 0) + 1
             print(f"  {i['path']}: card {card['card'] or '(none)'}; {len(card['assets'])} asset(s)"
                   + (": " + ", ".join(f"{k} x{v}" for k, v in sorted(lic.items())) if lic else ""), file=stream)
+    if s.get("scan_tags"):
+        print("  scan tags (samples): " + "; ".join(f"{k}: " + ", ".join(f"{v} {n}" for v, n in vals.items())
+                                                    for k, vals in s["scan_tags"].items()), file=stream)
+    if s.get("exposure_warning_count"):
+        w = s["exposure_warnings"][0]
+        print(f"  {s['exposure_warning_count']} sample(s) with auto-exposure warnings (broken material or wrong "
+              f"HDRI?), e.g. {w['key']} ({w['subject']}, factor {w['factor']:.3g})", file=stream)
     for r in doc["results"]:
         g = r["expectation_config"]["meta"]["gate"]
         if r.get("skipped"):

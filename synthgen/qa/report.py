@@ -276,6 +276,10 @@ def build_summary(acc: QAAccumulator, inputs: list[dict[str, Any]], input_proble
         "splits": splits,
         "sources": sources,
         "by_split_source": {sp: {s: c["split_source"].get((sp, s), 0) for s in sources} for sp in splits},
+        "exposure_warning_count": acc.n_render_warnings,
+        "scan_tags": {name: {v: n for (k, v), n in sorted(acc.scan_tags.items()) if k == name}
+                      for name in sorted({k for k, _ in acc.scan_tags})},
+        "exposure_warnings": acc.render_warnings,
         "subjects": per("subject", 30),
         "subject_leaks": acc.subject_leaks(),
         "sensors": per("sensor", 30),

@@ -133,21 +133,23 @@ def cmd_render(args: argparse.Namespace) -> int:
     out_dir = out_arg or job.config.output.dir
     if args.dry_run:
         try:
-            return _dry_run(job, indices, out_dir, args.workers)
+            return _dry_run(job, indices, out_dir, args.workers, args.skip_bad_scans, not args.no_scan_check)
         except ConfigError as exc:
             print(f"synthgen render: error: {exc}", file=sys.stderr)
             return 2
     try:
         summary = run_render(job, out_dir, indices=indices, workers=args.workers, address=args.address,
                              progress=not args.no_progress, force=args.force, rerender=rerender,
-                             force_unlock=args.force_unlock)
+                             force_unlock=args.force_unlock, skip_bad_scans=args.skip_bad_scans,
+                             scan_check=not args.no_scan_check)
     except ConfigError as exc:
         print(f"synthgen render: error: {exc}", file=sys.stderr)
         return 2
     return _report(summary, Path(out_dir).resolve())
 
 
-def _dry_run(job: Job, indices, out_dir: str, workers: int | None) -> int:
+def _dry_run(job: Job, indices, out_dir: str, workers: int | None, skip_bad_scans: bool = False,
+             scan_check: bool = True) -> int:
     """Print the resolved config, the plan (subject counts: exact, or estimated above
     planning.EXACT_LIMIT samples) and disk and time estimates; render nothing."""
     import yaml
@@ -155,8 +157,12 @@ def _dry_run(job: Job, indices, out_dir: str, workers: int | None) -> int:
     from .hdri_check import check_hdris
     from ..runtime import estimate_render, format_estimate
     from .planning import IndexSet, disk_estimate, human_bytes
+    from .scan_check import check_scans, scan_summary
 
     check_hdris(job)
+    if scan_check:
+        job, scans = check_scans(job, skip_bad=skip_bad_scans)
+        _print_scan_problems(scan_summary(scans))
     idx = (IndexSet.full(job.config.num_samples) if indices is None else
            indices if isinstance(indices, IndexSet) else IndexSet.of(indices))
     out = Path(out_dir).resolve()
@@ -190,8 +196,22 @@ _HINTS = {
 }
 
 
+def _print_scan_problems(summary: dict[str, Any], out: Path | None = None) -> None:
+    """Scan preflight warnings and quarantined scans on stderr (at most 20 lines each)."""
+    where = f" (all in {out / META_DIR / 'scans.json'})" if out else ""
+    warns, bad = summary.get("scan_warnings", []), summary.get("scans_quarantined", [])
+    if warns:
+        print(f"synthgen render: {len(warns)} scan warning(s){where}:", file=sys.stderr)
+        for w in warns[:20]:
+            print(f"  {w}", file=sys.stderr)
+    for q in bad[:20]:
+        print(f"synthgen render: scan {q['id']} quarantined by --skip-bad-scans ({q['reason']}): {q['error']}",
+              file=sys.stderr)
+
+
 def _report(summary: dict[str, Any], out: Path) -> int:
     """Print the summary line and problems; the exit code (0, 1 quarantined, 3/4 stopped, 130 interrupted)."""
+    _print_scan_problems(summary, out)
     t = summary["timings"]
     peak = summary["peak_worker_rss_mb"]
     failed = summary["failed"]
@@ -265,5 +285,12 @@ def add_parser(sub) -> None:
                    help="take over the store's lock (_meta/lock) when its holder cannot be checked from this "
                         "host (another host, or an O_EXCL lock on NFS); never breaks a live driver on this host")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and the plan, render nothing")
+    p.add_argument("--skip-bad-scans", action="store_true",
+                   help="a scan that fails the preflight (import error, crash, implausible size) is quarantined "
+                        "(its reason in OUT/_meta/scans.json) and the other subjects render; without it such a "
+                        "scan stops the job with exit 2 before anything renders")
+    p.add_argument("--no-scan-check", action="store_true",
+                   help="skip the scan preflight (synthgen scans check); a scan that cannot be imported then "
+                        "fails its samples on the workers (quarantined in OUT/_meta/quarantine.json, exit 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_render)

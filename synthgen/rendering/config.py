@@ -40,13 +40,23 @@ class ScanSize(StrictModel):
     height_m: float | None = Field(None, gt=0)
     unit: Literal["m", "dm", "cm", "mm", "in", "ft"] | None = None
     scale: float | None = Field(None, gt=0)
+    measure: Literal["all", "largest_part"] | list[str] = Field(
+        "all", description="what is measured for height_m and placed on z = 0, centred, with the head "
+                           "region at its top: all (every mesh), largest_part (the connected mesh part of "
+                           "largest surface area, e.g. the figure without a separate plinth or prop), or a "
+                           "list of object-name fnmatch patterns (case-insensitive); the rest still renders")
 
     @model_validator(mode="after")
     def _one(self):
         n = sum(v is not None for v in (self.height_m, self.unit, self.scale))
         if n != 1:
             raise ValueError("set exactly one of height_m, unit or scale")
+        if isinstance(self.measure, list) and not self.measure:
+            raise ValueError("measure: give at least one object-name pattern (or all / largest_part)")
         return self
+
+
+Axis = Literal["+X", "-X", "+Y", "-Y", "+Z", "-Z"]
 
 
 class ScanConfig(StrictModel):
@@ -60,11 +70,19 @@ class ScanConfig(StrictModel):
     roughness: float = Field(0.55, ge=0, le=1, description="roughness of the material made from texture/base_color")
     normal_map: str | None = Field(None, description="tangent-space normal map used with texture/base_color")
     size: ScanSize
+    up_axis: Axis = Field("+Z", description="the file's axis (as imported: glTF/FBX/OBJ importers already "
+                                             "turn Y-up files to Blender's Z-up) that points up the subject")
+    forward_axis: Axis = Field("-Y", description="the file's axis (as imported) the subject faces; it is "
+                                                 "turned to face -Y (the default camera looks at its front)")
     head_height_m: float = Field(0.24, gt=0, description="height of the head region from the top, for target: head")
     weight: float = Field(1.0, gt=0, description="relative frequency of this scan in the plan")
     exclude_objects: list[str] = Field(
         [], description="fnmatch patterns (case-insensitive) of object names removed at import "
                         "(e.g. a stray helper mesh such as CesiumMan's 'Icosphere')")
+    tags: dict[str, str] = Field({}, description="free tags (e.g. sex, age_band, skin_tone, clothing), recorded "
+                                                 "in render.scan.tags and counted by synthgen qa")
+    licence: str | None = Field(None, description="the scan's licence (recorded; the dataset card uses it)")
+    attribution: str | None = Field(None, description="credit line for the scan (recorded; dataset card)")
 
     @model_validator(mode="after")
     def _material(self):
@@ -72,6 +90,9 @@ class ScanConfig(StrictModel):
             raise ValueError("set at most one of texture or base_color")
         if self.base_color and not all(0 <= c <= 1 for c in self.base_color):
             raise ValueError("base_color components must lie in [0, 1]")
+        if self.up_axis[1] == self.forward_axis[1]:
+            raise ValueError(f"up_axis {self.up_axis} and forward_axis {self.forward_axis} must be different "
+                             "axes (perpendicular)")
         return self
 
 
@@ -215,6 +236,9 @@ class RenderSettings(StrictModel):
         True, description="scale the linear image so the subject's median luminance hits exposure_target "
                           "(like a camera's auto exposure; exactly equivalent to scaling the HDRI strength)")
     exposure_target: float = Field(0.2, gt=0, description="median linear Rec.709 luminance of subject pixels")
+    exposure_warn_factor: float | None = Field(
+        32.0, gt=1, description="auto exposure: record a warning (render.exposure.warning, listed by synthgen qa) "
+                                "when the factor leaves [1/x, x] (32: 5 stops) or hits its clamp; null: only at the clamp")
     exposure_ev: Distribution = Field(
         default_factory=lambda: Normal(dist="normal", mean=0.0, std=0.5, low=-1.5, high=1.5),
         description="exposure offset in stops (EV) applied on top of auto exposure")
@@ -262,7 +286,8 @@ class RenderConfig(StrictModel):
     seed: int = Field(0, ge=0)
     num_samples: int = Field(8, gt=0)
     workers: int | None = Field(None, gt=0, description="Ray render workers; default: CPUs / threads_per_worker")
-    scans: list[ScanConfig] = Field(default_factory=list, description="scanned subjects (files)")
+    scans: list[ScanConfig] = Field(default_factory=list, description="scanned subjects (files); or "
+                                    "{manifest: library.csv, balance, tag_weights} (docs/scans.md)")
     subjects: list[HumansSpec] = Field(
         default_factory=list, description="generated subjects: [{kind: makehuman, id, identities, weight, "
                                           "phenotype, wardrobe, eyes, skin}] (see docs/humans.md)")
@@ -309,6 +334,11 @@ class ScanAsset(BaseModel):
     head_height_m: float
     weight: float
     exclude_objects: list[str] = []
+    up_axis: str = "+Z"
+    forward_axis: str = "-Y"
+    tags: dict[str, str] = {}
+    licence: str | None = None
+    attribution: str | None = None
 
 
 class HdriAsset(BaseModel):

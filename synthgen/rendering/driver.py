@@ -18,10 +18,9 @@ Orchestration:
   reason retrying cannot fix (scan import error, framing), is quarantined in
   ``_meta/quarantine.json`` with its reason. Every planned sample ends either written or
   quarantined; keys are deterministic and writes atomic, so nothing is duplicated.
-- Memory: an actor is replaced by a fresh process after ``render.recycle_after_samples`` samples or
-  when its RSS exceeds ``render.max_worker_rss_mb``; every worker's peak RSS is reported.
-- Workers write samples straight into the output store (a shared filesystem on a cluster) and
-  return the small JSON record; arrays never travel through the object store.
+- Memory: an actor is recycled after ``render.recycle_after_samples`` samples or above
+  ``render.max_worker_rss_mb``; every worker's peak RSS is reported.
+- Workers write samples straight into the store and return the small JSON record.
 - Ctrl-C / SIGTERM: the driver kills its actors, removes ``.tmp-*`` leftovers and exits 130.
 - Without ``--address`` (and ``RAY_ADDRESS``) an embedded local cluster starts, never a leftover
   local one; ``--address`` joins a cluster (:func:`synthgen.raycluster.init_ray`).
@@ -29,14 +28,12 @@ Orchestration:
 Hardening (docs/robustness.md):
 - One driver per store: an exclusive lock on ``_meta/lock`` (:mod:`synthgen.storelock`) from before
   the first write to after the summary; a second driver is refused (exit 2) naming the holder.
-- Preflight before anything is written: ``--out`` usable (exit 2 otherwise), every HDRI decoded
-  (:mod:`synthgen.rendering.hdri_check`), the planned samples' size against the free disk space
-  (exit 2 unless ``--force``).
+- Preflight before anything is written: ``--out`` usable, every HDRI decoded
+  (:mod:`.hdri_check`), every scan imported (:mod:`.scan_check`), disk space (exit 2 unless ``--force``).
 - A storage error (disk full, I/O error) on a sample stops giving out work; a lost embedded cluster
   or no worker for ``render.max_wait_for_workers_s`` ends the run. The summary, ``run_end`` and the
   quarantine are still written (printed when even that fails).
-- Planning is lazy: indices are ranges, subjects are computed in vectorised windows, so the
-  driver's memory does not grow with ``num_samples``.
+- Planning is lazy (index ranges, vectorised windows): memory does not grow with ``num_samples``.
 """
 
 from __future__ import annotations
@@ -62,14 +59,13 @@ from ..store import clean_tmp, sample_complete
 from ..storelock import StoreLock
 from .config import Job, content_hash
 from .hdri_check import check_hdris
+from .scan_check import check_scans, scan_summary, write_scan_report
 from .ledger import Ledger, check_store, update_quarantine, write_store_meta
 from .planning import IndexSet, count_done, todo_chunks
 from .preflight import check_out, check_space, complete_indices
 from .scheduler import STOP, Scheduler
 
 log = logging.getLogger("synthgen.render")
-
-
 
 # --------------------------------------------------------------------------------------------
 
@@ -97,7 +93,7 @@ def _sigterm_as_interrupt():
 def run_render(job: Job, out_dir: str | os.PathLike, indices: Iterable[int] | None = None,
                workers: int | None = None, address: str | None = None,
                progress: bool = True, force: bool = False, rerender: bool = False,
-               force_unlock: bool = False) -> dict[str, Any]:
+               force_unlock: bool = False, skip_bad_scans: bool = False, scan_check: bool = True) -> dict[str, Any]:
     """Render ``indices`` (default: all samples of the job; a list or an
     :class:`~synthgen.rendering.planning.IndexSet`) into ``out_dir`` on Ray.
 
@@ -119,8 +115,11 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: Iterable[int] | No
         printed to stderr).
 
     Raises:
-        ConfigError: unusable ``out_dir``, a corrupt HDRI, not enough disk space (unless ``force``),
-            the store is locked by another driver (:class:`StoreLockedError`).
+        ConfigError: unusable ``out_dir``, a corrupt HDRI, a scan failing the preflight (unless
+            ``skip_bad_scans``: then it is left out, its reason in ``_meta/scans.json`` and the
+            summary's ``scans_quarantined``), not enough disk space (unless ``force``), the store
+            is locked by another driver (:class:`StoreLockedError`). ``scan_check=False`` skips the
+            scan preflight: a bad scan then fails its samples on the workers (quarantined, exit 1).
         StoreMismatchError: ``out_dir`` holds another job and not ``force`` (before Ray starts).
         GpuClusterError: ``render.device: gpu`` on a cluster without GPUs (the folder is left as it was).
     """
@@ -130,6 +129,7 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: Iterable[int] | No
            indices if isinstance(indices, IndexSet) else IndexSet.of(indices))
     check_out(out)
     check_hdris(job)
+    job, scans = check_scans(job, skip_bad=skip_bad_scans) if scan_check else (job, None)  # cached
     try:
         check_address(address)
     except ConnectionError as exc:
@@ -152,7 +152,7 @@ def run_render(job: Job, out_dir: str | os.PathLike, indices: Iterable[int] | No
         print(f"synthgen render: took over the lock of a driver that is gone (pid {lock.stale.get('pid')} on "
               f"{lock.stale.get('host')})", file=sys.stderr)
     try:
-        return _run_locked(job, out, idx, chash, workers, address, progress, force, rerender, lock, created)
+        return _run_locked(job, out, idx, chash, workers, address, progress, force, rerender, lock, created, scans)
     finally:
         lock.release()
 
@@ -164,7 +164,8 @@ def _remove_created(created: list[Path]) -> None:
 
 
 def _run_locked(job: Job, out: Path, idx: IndexSet, chash: str, workers: int | None, address: str | None,
-                progress: bool, force: bool, rerender: bool, lock: StoreLock, created: list[Path]) -> dict[str, Any]:
+                progress: bool, force: bool, rerender: bool, lock: StoreLock, created: list[Path],
+                scans: dict[str, Any] | None = None) -> dict[str, Any]:
     cfg = job.config
     meta = out / META_DIR
     try:
@@ -178,6 +179,7 @@ def _run_locked(job: Job, out: Path, idx: IndexSet, chash: str, workers: int | N
         raise
     try:
         write_store_meta(job, out, chash, prev)
+        write_scan_report(out, scans)
         ledger = Ledger(meta / "ledger.jsonl")
     except OSError as exc:
         raise ConfigError(f"--out {out}: cannot write the store's run files ({exc.strerror or exc}: "
@@ -187,7 +189,7 @@ def _run_locked(job: Job, out: Path, idx: IndexSet, chash: str, workers: int | N
     n_tmp = clean_tmp(out, min_age_s=60.0 if lock.stale else 0.0)
     if n_tmp:
         log.info("removed %d leftover .tmp-* file(s) of an earlier, interrupted run", n_tmp)
-    summary = _new_summary(cfg.render.threads_per_worker, len(done))
+    summary = {**_new_summary(cfg.render.threads_per_worker, len(done)), **scan_summary(scans)}
     if len(done):
         log.info("%d of %d sample(s) already complete in %s; rendering the other %d",
                  len(done), len(idx), out, n_todo)
@@ -255,7 +257,7 @@ def _forget_refused_run(meta: Path, out: Path, prev: dict[str, Any] | None) -> N
     """Leave the folder as it was before a run refused before any work (so that a corrected run is
     not then refused as "another job")."""
     if prev is None:
-        for f in ("store.json", "ledger.jsonl"):
+        for f in ("store.json", "ledger.jsonl", "scans.json"):
             with contextlib.suppress(FileNotFoundError):
                 (meta / f).unlink()
         with contextlib.suppress(OSError):

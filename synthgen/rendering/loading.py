@@ -19,6 +19,7 @@ from pydantic import (
 from .. import safeyaml
 from ..errors import ConfigError  # noqa: F401 (re-exported)
 from ..safeyaml import bounded_repr
+from .manifest import expand_manifest
 from .config import HDRI_EXTENSIONS, SCAN_EXTENSIONS, HdriAsset, Job, RenderConfig, ScanAsset
 
 
@@ -118,6 +119,20 @@ def _expand(pattern: str, base: Path, key: str, exts: set[str], kind: str) -> li
     return out
 
 
+def _image_path(value: str | None, base: Path, key: str, config_path: Path) -> str | None:
+    """A scan's texture or normal map resolved against the config folder; ConfigError naming the
+    key and the file when it is not a readable file (a typo would otherwise turn every sample grey)."""
+    if not value:
+        return None
+    p = (base / value).resolve()
+    if not p.is_file():
+        why = "is a folder, not an image file" if p.is_dir() else "does not exist"
+        raise ConfigError(f"{config_path}: {key}: {value!r} ({p}) {why} (relative paths resolve against {base})")
+    if not os.access(p, os.R_OK):
+        raise ConfigError(f"{config_path}: {key}: {p} is not readable by this user")
+    return str(p)
+
+
 def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None = None,
                 data: dict | None = None) -> Job:
     """Load, validate and resolve a config file into a :class:`Job`.
@@ -138,6 +153,7 @@ def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None
     data = load_yaml(config_path) if data is None else copy.deepcopy(data)
     for k, v in (overrides or {}).items():
         set_override(data, k, v)
+    expand_manifest(data, config_path)  # scans: {manifest: library.csv} -> the list of its rows
     try:
         cfg = RenderConfig.model_validate(data)
     except ValidationError as exc:
@@ -152,15 +168,14 @@ def resolve_job(config_path: str | os.PathLike, overrides: dict[str, Any] | None
             if sid is None:
                 sid = f.parent.name if len(files) == 1 else f"{f.parent.name}_{f.stem}"
             sid = "".join(ch if (ch.isalnum() or ch in "_-") else "_" for ch in sid)
-            tex = nrm = None
-            if sc.texture:
-                tex = str((base / sc.texture).resolve())
-            if sc.normal_map:
-                nrm = str((base / sc.normal_map).resolve())
+            tex = _image_path(sc.texture, base, f"scans[{i}].texture", config_path)
+            nrm = _image_path(sc.normal_map, base, f"scans[{i}].normal_map", config_path)
             scans.append(ScanAsset(id=sid, path=str(f), texture=tex, normal_map=nrm, size=sc.size,
                                    base_color=sc.base_color, roughness=sc.roughness,
                                    head_height_m=sc.head_height_m, weight=sc.weight,
-                                   exclude_objects=sc.exclude_objects))
+                                   exclude_objects=sc.exclude_objects, up_axis=sc.up_axis,
+                                   forward_axis=sc.forward_axis, tags=sc.tags, licence=sc.licence,
+                                   attribution=sc.attribution))
     ids = [s.id for s in scans]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
@@ -203,6 +218,15 @@ def content_hash(job: Job) -> str:
     import json
 
     cfg = job.config.model_dump(mode="json")
+    for sc in cfg.get("scans", []):  # placement keys at their defaults: the same hash as before they existed
+        for k, default in (("up_axis", "+Z"), ("forward_axis", "-Y"), ("tags", {}), ("licence", None),
+                           ("attribution", None)):
+            if sc.get(k) == default:
+                sc.pop(k)
+        if sc.get("size", {}).get("measure") == "all":
+            sc["size"].pop("measure")
+    if cfg.get("render", {}).get("exposure_warn_factor") == 32.0:  # a warning, not content; default as before
+        cfg["render"].pop("exposure_warn_factor")
     for dotted in RUN_ONLY_KEYS:
         *parents, leaf = dotted.split(".")
         cur = cfg

@@ -17,14 +17,17 @@ MAX_EXPOSURE_FACTOR = 256.0
 """Auto exposure changes the image by at most ±8 stops (a black or empty subject would ask for more)."""
 
 
-def apply_exposure(rgb: np.ndarray, mask: np.ndarray, auto: bool, target: float, ev: float) -> dict[str, Any]:
+def apply_exposure(rgb: np.ndarray, mask: np.ndarray, auto: bool, target: float, ev: float,
+                   warn_factor: float | None = None) -> dict[str, Any]:
     """Scale linear ``rgb`` (H, W, 3) float32 in place like a camera's auto exposure.
 
     ``factor = target / median(Y of subject pixels) * 2**ev`` with Rec. 709 luminance
     ``Y = 0.2126 R + 0.7152 G + 0.0722 B`` over pixels with mask > 0.5. The scene is lit only by the
     HDRI and rendering is linear in light, so this equals rendering with HDRI strength × factor.
     The factor is clamped to [1/256, 256] (±8 stops; ``clamped`` says so). Returns the record
-    section: mode, target, EV offset, measured median, factor and whether it was clamped.
+    section: mode, target, EV offset, measured median, factor and whether it was clamped, plus a
+    ``warning`` (str) when the factor was clamped or lies outside [1 / ``warn_factor``,
+    ``warn_factor``]: such a sample usually means a broken (black or white) material or a wrong HDRI.
     """
     if not auto:
         return {"mode": "off", "factor": 1.0}
@@ -34,8 +37,19 @@ def apply_exposure(rgb: np.ndarray, mask: np.ndarray, auto: bool, target: float,
     wanted = float(target / median * 2.0 ** ev) if median > 1e-8 else 1.0
     factor = float(np.clip(wanted, 1.0 / MAX_EXPOSURE_FACTOR, MAX_EXPOSURE_FACTOR))
     rgb *= np.float32(factor)
-    return {"mode": "auto", "target_median_luminance": target, "ev": ev,
-            "subject_median_luminance_before": median, "factor": factor, "clamped": factor != wanted}
+    out = {"mode": "auto", "target_median_luminance": target, "ev": ev,
+           "subject_median_luminance_before": median, "factor": factor, "clamped": factor != wanted}
+    if lum.size and median <= 1e-8:
+        out["warning"] = ("the subject renders black (median luminance 0), so auto exposure cannot help: a black "
+                          "material without texture, or a wrong HDRI?")
+    elif factor != wanted:
+        out["warning"] = (f"auto exposure wanted a factor of {wanted:.4g} and was clamped to {factor:.4g} "
+                          f"(subject median luminance {median:.3g}): a black or white material, or a wrong HDRI?")
+    elif warn_factor and not 1.0 / warn_factor <= factor <= warn_factor:
+        out["warning"] = (f"auto exposure factor {factor:.4g} is outside [1/{warn_factor:g}, {warn_factor:g}] "
+                          f"(render.exposure_warn_factor; subject median luminance {median:.3g}): a black or "
+                          "white material, or a wrong HDRI?")
+    return out
 
 
 def apply_sensor_effects(rgb: np.ndarray, cr: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:

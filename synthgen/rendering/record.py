@@ -20,6 +20,22 @@ def quality_settings(rs) -> dict[str, Any]:
     return {k: getattr(rs, k) for k in QUALITY_KEYS}
 
 
+def scan_record(scan, info: dict[str, Any], cfg_dir) -> dict[str, Any]:
+    """The record's ``render.scan``: id, file (relative to the config folder), scale (file units ->
+    metres), size rule, bounding box (m) of the measured part, warnings, orientation and what was
+    measured, and the manifest's tags, licence and attribution when given."""
+    import os
+
+    out = {"id": scan.id, "file": os.path.relpath(scan.path, cfg_dir), "scale_applied": info["scale_applied"],
+           "size": scan.size.model_dump(exclude_none=True), "bbox_min_m": info["bbox_min_m"],
+           "bbox_max_m": info["bbox_max_m"], "warnings": info["warnings"],
+           **{k: info[k] for k in ("orientation", "measured") if k in info}}
+    for k in ("tags", "licence", "attribution"):
+        if getattr(scan, k, None):
+            out[k] = getattr(scan, k)
+    return out
+
+
 def camera_record(p, cam: dict[str, Any]) -> dict[str, Any]:
     """The record's ``camera``: pinhole, OpenCV axes, integer pixel centres, K (3×3, pixels),
     camera-to-world (4×4, metres), focal length and sensor width (mm), horizontal sensor fit, FoV (deg)."""

@@ -22,7 +22,7 @@ from ..contract import write_sample
 from ..errors import FramingError  # noqa: F401 (re-exported)
 from .config import Job, content_hash
 from .postfx import MAX_EXPOSURE_FACTOR, apply_exposure, apply_sensor_effects, lens_sections  # noqa: F401
-from .record import QUALITY_KEYS, build_record, quality_settings  # noqa: F401 (re-exported)
+from .record import QUALITY_KEYS, build_record, quality_settings, scan_record  # noqa: F401 (re-exported)
 from .sampling import SampleParams, Stream, camera_profile_for, distance_for_fraction, sample_key, sample_params, stream, view_of
 
 log = logging.getLogger("synthgen.worker")
@@ -119,12 +119,7 @@ def _load_subject(renderer, job: Job, p: SampleParams) -> tuple[dict[str, Any], 
     scan = next(s for s in job.scans if s.id == p["scan_id"])
     info = renderer.load_scan(scan, rest_pose=cfg.pose.enabled, appearance=cfg.appearance.enabled,
                               keep_animation=cfg.pose.enabled and cfg.pose.source == "animation")
-    cfg_dir = Path(job.config_path).parent
-    rec = {"scan": {"id": scan.id, "file": os.path.relpath(scan.path, cfg_dir),
-                    "scale_applied": info["scale_applied"], "size": scan.size.model_dump(exclude_none=True),
-                    "bbox_min_m": info["bbox_min_m"], "bbox_max_m": info["bbox_max_m"],
-                    "warnings": info["warnings"]}}
-    return info, scan.id, rec
+    return info, scan.id, {"scan": scan_record(scan, info, Path(job.config_path).parent)}
 
 
 def _set_variation(renderer, job: Job, p: SampleParams, info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -403,7 +398,8 @@ def finish_sample(r: Rendered, out_dir: str | os.PathLike, previews: bool = Fals
     rs = r.job.config.render
     out = r.out
     t0 = time.perf_counter()
-    exposure = apply_exposure(out["rgb"], out["mask"], rs.auto_exposure, rs.exposure_target, r.params["exposure_ev"])
+    exposure = apply_exposure(out["rgb"], out["mask"], rs.auto_exposure, rs.exposure_target, r.params["exposure_ev"],
+                              rs.exposure_warn_factor)
     out["rgb"], sensor = apply_sensor_effects(out["rgb"], r.params.get("camera_realism") or {})
     realism = {**r.lens, **sensor}
     record = build_record(r, exposure, realism, config_hash or content_hash(r.job))

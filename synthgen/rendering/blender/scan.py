@@ -13,11 +13,16 @@ import numpy as np
 
 from ...errors import GpuUnavailableError, ScanImportError  # noqa: F401 (re-exported)
 from ..config import UNIT_TO_METRES, ScanAsset
+from .placement import axis_rotation, measured_vertices
 from .util import _cause, _frame_range, _pose_actions_of, _quiet_stdout
 
 log = logging.getLogger("synthgen.blender")
 
 NEUTRAL_ALBEDO = (0.5, 0.5, 0.5, 1.0)
+IMPORT_UNITS = {".glb": "metres (glTF)", ".gltf": "metres (glTF)",
+                ".fbx": "Blender units after the FBX importer's unit scale (metres if the file says so)",
+                ".obj": "file numbers (OBJ has no unit)", ".ply": "file numbers (PLY has no unit)"}
+"""What the imported coordinates (``raw``, before the size rule) are measured in, per format."""
 BACKGROUND_Z = 1e9  # Cycles writes 1e10 for background; anything beyond this is treated as background
 
 
@@ -37,6 +42,7 @@ class ScanMixin:
         self._pose_actions = []
         self.scan_info = None
         self._cache_key = None
+        self._placement, self._measure_rule, self._excluded = {}, "all", []
         bpy.data.orphans_purge(do_local_ids=True, do_linked_ids=True, do_recursive=True)
 
     def _import(self, path: str) -> list[Any]:
@@ -78,9 +84,10 @@ class ScanMixin:
                   keep_animation: bool = False) -> dict[str, Any]:
         """Import ``asset`` (unless it is already loaded), normalise it to metres and place it.
 
-        The scan is scaled uniformly so that its vertical extent equals ``size.height_m`` (or by
-        ``size.unit`` / ``size.scale``), then translated so that its bounding box is centred on
-        x = y = 0 with its lowest point at z = 0.
+        The scan is turned by ``up_axis`` / ``forward_axis`` (to Z up, facing -Y), scaled uniformly
+        so that the vertical extent of what ``size.measure`` selects equals ``size.height_m`` (or by
+        ``size.unit`` / ``size.scale``), then translated so that that part's bounding box is centred
+        on x = y = 0 with its lowest point at z = 0.
 
         Args:
             rest_pose: remove the rigs' animation and measure the scan in its rest pose.
@@ -93,7 +100,10 @@ class ScanMixin:
             (world, after placement), ``target_head_m`` and ``target_center_m`` (world points),
             ``head_region_height_m``, ``num_vertices``, ``warnings`` (list of str), ``armatures``
             and ``animations`` (``[{"armature", "action", "frame_range": [first, last]}]``, integer
-            frames, only with ``keep_animation``).
+            frames, only with ``keep_animation``), ``centroid_m``, and for scans ``raw`` (bounding box
+            as imported, file units), ``orientation`` and ``measured`` (rule, objects, vertices,
+            ``height_m`` of the measured part and ``whole_height_m``, ``excluded_objects``). The
+            bounding box, targets and centroid are those of the measured part.
 
         Raises:
             ScanImportError: the import fails or yields no mesh.
@@ -111,7 +121,8 @@ class ScanMixin:
         root = self._adopt_subject(asset.id, new, meshes)
         if rest_pose:
             self._rest_pose(keep_animation)
-        warnings = self._setup_materials(asset, meshes)
+        warnings = [f"scan {asset.id}: exclude_objects pattern {p!r} matches no object of the file"
+                    for p in self._unmatched] + self._setup_materials(asset, meshes)
         self._hsv_nodes, self._bsdfs, self._skin_bsdfs = [], [], []
         if appearance:
             self._setup_appearance(meshes)
@@ -126,6 +137,8 @@ class ScanMixin:
 
         drop = [o for o in new if o.type in ("CAMERA", "LIGHT")
                 or any(fnmatch.fnmatch(o.name.lower(), pat.lower()) for pat in patterns)]
+        self._excluded = sorted(o.name for o in drop if o.type not in ("CAMERA", "LIGHT"))
+        self._unmatched = [p for p in patterns if not any(fnmatch.fnmatch(o.name.lower(), p.lower()) for o in new)]
         for o in drop:
             for ch in o.children:
                 ch.parent = o.parent
@@ -165,9 +178,19 @@ class ScanMixin:
         self.bpy.context.view_layer.update()
 
     def _place(self, root: Any, asset: ScanAsset) -> float:
-        """Scale ``root`` uniformly by the scan's size rule and centre it on x = y = 0 standing on z = 0;
-        returns the scale (file units -> metres)."""
-        verts = self.mesh_vertices_world()
+        """Turn ``root`` by the scan's orientation (``up_axis`` to +Z, ``forward_axis`` to -Y), scale it
+        uniformly by the size rule applied to what ``size.measure`` selects, and centre that on
+        x = y = 0 standing on z = 0; returns the scale (file units -> metres)."""
+        from mathutils import Matrix
+
+        R = axis_rotation(asset.up_axis, asset.forward_axis)
+        M = np.eye(4)
+        M[:3, :3] = R
+        root.matrix_basis = Matrix(M.tolist())
+        self.bpy.context.view_layer.update()
+        all_v = self.mesh_vertices_world()
+        dg = self.bpy.context.evaluated_depsgraph_get()
+        verts, measured = measured_vertices(self._meshes, dg, asset.size.measure, all_v, asset.path)
         lo, hi = verts.min(0), verts.max(0)
         if asset.size.height_m is not None:
             extent = float(hi[2] - lo[2])
@@ -178,16 +201,36 @@ class ScanMixin:
             scale = UNIT_TO_METRES[asset.size.unit]
         else:
             scale = float(asset.size.scale)
-        root.scale = (scale, scale, scale)
-        root.location = (-scale * (lo[0] + hi[0]) / 2, -scale * (lo[1] + hi[1]) / 2, -scale * lo[2])
+        M[:3, :3] = scale * R
+        M[:3, 3] = (-scale * (lo[0] + hi[0]) / 2, -scale * (lo[1] + hi[1]) / 2, -scale * lo[2])
+        root.matrix_basis = Matrix(M.tolist())
         self.bpy.context.view_layer.update()
+        self._measure_rule = asset.size.measure
+        raw = all_v @ R  # as imported (before the orientation)
+        self._placement = {
+            "raw": {"bbox_min": raw.min(0).tolist(), "bbox_max": raw.max(0).tolist(),
+                    "extent": np.ptp(raw, 0).tolist(),
+                    "units": IMPORT_UNITS.get(Path(asset.path).suffix.lower(), "file units")},
+            "orientation": {"up_axis": asset.up_axis, "forward_axis": asset.forward_axis},
+            "measured": {**measured, "vertices": int(len(verts)), "height_m": float(scale * (hi[2] - lo[2])),
+                         "whole_height_m": float(scale * np.ptp(all_v[:, 2])),
+                         "excluded_objects": self._excluded}}
         return float(scale)
+
+    def _measured_world(self) -> np.ndarray:
+        """World vertices of what ``size.measure`` selected (all meshes for a generated person)."""
+        verts = self.mesh_vertices_world()
+        rule = getattr(self, "_measure_rule", "all")
+        if rule == "all":
+            return verts
+        dg = self.bpy.context.evaluated_depsgraph_get()
+        return measured_vertices(self._meshes, dg, rule, verts, "")[0]
 
     def _finish_subject(self, subject_id: str, scale: float, head_height_m: float, warnings: list[str],
                         cache_key: Any, head_top_m: float | None = None) -> None:
         """Measure the placed subject into :attr:`scan_info` (bounding box, head target region of
         ``head_height_m`` below the top, or below ``head_top_m`` when given) and remember the rest pose."""
-        verts = self.mesh_vertices_world()
+        verts = self._measured_world()
         lo, hi = verts.min(0), verts.max(0)
         top = hi[2] if head_top_m is None else head_top_m
         head_h = min(head_height_m, float(top - lo[2]))
@@ -200,12 +243,14 @@ class ScanMixin:
             "bbox_max_m": hi.tolist(),
             "target_head_m": [float((hlo[0] + hhi[0]) / 2), float((hlo[1] + hhi[1]) / 2), float(top - head_h / 2)],
             "target_center_m": ((lo + hi) / 2).tolist(),
+            "centroid_m": verts.mean(0).tolist(),
             "head_region_height_m": float(head_h),
             "num_vertices": int(len(verts)),
             "warnings": warnings,
             "armatures": [a.name for a in self._armatures],
             "animations": [{"armature": arm.name, "action": act.name, "frame_range": list(_frame_range(act))}
                            for arm, act in self._pose_actions],
+            **getattr(self, "_placement", {}),
         }
         self._cache_key = cache_key
         self._rest_armature_world = {a.name: np.array(a.matrix_world) for a in self._armatures}
@@ -303,7 +348,8 @@ class ScanMixin:
                                 continue  # node without image: renders as its default, not an error
                             ok = img.packed_file is not None or os.path.isfile(self.bpy.path.abspath(img.filepath))
                             if not ok:
-                                missing.append(img.filepath or img.name)
+                                where = os.path.normpath(self.bpy.path.abspath(img.filepath)) if img.filepath else img.name
+                                missing += [where] if where not in missing else []
                 if mat is None or missing:
                     warnings.append(f"scan {asset.id}: material {getattr(mat, 'name', None)!r} "
                                     f"has missing texture(s) {missing}; using a neutral material")
