@@ -39,7 +39,6 @@ Hardening (docs/robustness.md):
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -55,15 +54,16 @@ from ..atomic import write_json_atomic
 from ..contract import META_DIR
 from ..errors import ConfigError, GpuClusterError, RunStopped, StoreMismatchError  # noqa: F401 (re-exported)
 from ..raycluster import EmbeddedCluster, check_address, is_embedded, start_ray
-from ..store import clean_tmp, sample_complete
+from ..store import clean_tmp
 from ..storelock import StoreLock
 from .config import Job, content_hash
 from .hdri_check import check_hdris
 from .scan_check import check_scans, scan_summary, write_scan_report
-from .ledger import Ledger, check_store, update_quarantine, write_store_meta
+from .ledger import Ledger, check_store, write_store_meta
 from .planning import IndexSet, count_done, todo_chunks
 from .preflight import check_out, check_space, complete_indices
 from .scheduler import STOP, Scheduler
+from .summary import finish_run, new_summary, write_card
 
 log = logging.getLogger("synthgen.render")
 
@@ -189,15 +189,15 @@ def _run_locked(job: Job, out: Path, idx: IndexSet, chash: str, workers: int | N
     n_tmp = clean_tmp(out, min_age_s=60.0 if lock.stale else 0.0)
     if n_tmp:
         log.info("removed %d leftover .tmp-* file(s) of an earlier, interrupted run", n_tmp)
-    summary = {**_new_summary(cfg.render.threads_per_worker, len(done)), **scan_summary(scans)}
+    summary = {**new_summary(cfg.render.threads_per_worker, len(done)), **scan_summary(scans)}
     if len(done):
         log.info("%d of %d sample(s) already complete in %s; rendering the other %d",
                  len(done), len(idx), out, n_todo)
     ledger.event("run_start", config_hash=chash, samples=len(idx), todo=n_todo,
                  skipped=len(done), pid=os.getpid())
     if not n_todo:
-        _finish(job, out, idx, n_todo, None, 0.0, summary, chash, ledger)
-        _write_card(out)
+        finish_run(job, out, idx, n_todo, None, 0.0, summary, chash, ledger)
+        write_card(out)
         return summary
     todo = todo_chunks(idx, done)
     try:
@@ -207,28 +207,9 @@ def _run_locked(job: Job, out: Path, idx: IndexSet, chash: str, workers: int | N
         lock.release()
         _forget_refused_run(meta, out, prev)
         raise
-    _finish(job, out, idx, n_todo, run, wall, summary, chash, ledger)
-    _write_card(out)
+    finish_run(job, out, idx, n_todo, run, wall, summary, chash, ledger)
+    write_card(out)
     return summary
-
-
-def _write_card(out: Path) -> None:
-    """STORE/README.md (dataset card with every asset's licence) and _meta/assets.json; informative,
-    so it never fails the run."""
-    from ..card import write_store_card
-
-    try:
-        write_store_card(out)
-    except Exception as exc:
-        log.warning("could not write the dataset card of %s: %s", out, exc)
-
-
-def _new_summary(threads: int, skipped: int) -> dict[str, Any]:
-    return {"written": 0, "skipped": skipped, "retried": 0, "failed": [], "worker_deaths": 0,
-            "recycled": 0, "workers": 0, "threads_per_worker": threads, "worker_stats": [],
-            "peak_worker_rss_mb": None, "interrupted": False, "stopped": None, "not_rendered": 0,
-            "preview_errors": 0, "wall_s": 0.0, "samples_per_min": 0.0,
-            "timings": {"setup_s": 0.0, "render_s": 0.0, "write_s": 0.0}, "resamples": 0, "unsaved": []}
 
 
 def _worker_count(ray, cfg, workers: int | None, address: str | None, n_todo: int) -> int:
@@ -346,61 +327,3 @@ def _run_on_ray(job: Job, out: Path, todo, n_todo: int, workers: int | None, add
             clean_tmp(out)
     return run, time.perf_counter() - t0
 
-
-def _save(path: Path, obj: Any, summary: dict[str, Any], what: str) -> None:
-    """Write a run file; when that fails (disk full...), print its content to stderr instead."""
-    try:
-        write_json_atomic(path, obj)
-    except OSError as exc:
-        summary["unsaved"].append(str(path))
-        print(f"synthgen render: could not write {path} ({exc.strerror or exc}); {what} follows:\n"
-              + json.dumps(obj, indent=1, sort_keys=True, default=str), file=sys.stderr)
-
-
-def _finish(job: Job, out: Path, idx: IndexSet, n_todo: int, run: Scheduler | None, wall: float,
-            summary: dict[str, Any], chash: str, ledger: Ledger) -> None:
-    """Fill the summary, update the quarantine list, write ``_meta/run.json`` and the ``run_end``
-    event (each printed to stderr when it cannot be written)."""
-    meta = out / META_DIR
-    quarantined = run.quarantined if run else []
-    stats = run.workers if run else []
-    peaks = [w["peak_rss_mb"] for w in stats if w.get("peak_rss_mb")]
-    written = run.written if run else 0
-    stopped = run.stopped if run else None
-    summary.update(
-        written=written, failed=quarantined, wall_s=wall, workers=len(run.slots) if run else 0,
-        retried=run.retried if run else 0, worker_deaths=run.worker_deaths if run else 0,
-        recycled=run.recycled if run else 0, worker_stats=stats, peak_worker_rss_mb=max(peaks) if peaks else None,
-        samples_per_min=60.0 * written / wall if wall > 0 else 0.0,
-        timings=dict(run.timings) if run else summary["timings"], resamples=run.resamples if run else 0,
-        preview_errors=run.preview_errors if run else 0,
-        stopped={"reason": stopped.reason, "message": stopped.message} if stopped else None,
-        not_rendered=max(0, n_todo - written - len(quarantined)))
-    went_to_end = not summary["interrupted"] and stopped is None
-
-    def settled(e: dict) -> bool:  # an earlier quarantine entry that this run resolved
-        if went_to_end and isinstance(e.get("index"), int) and e["index"] in idx:
-            return True
-        return bool(e.get("key")) and sample_complete(out, e["key"], chash)
-
-    try:
-        update_quarantine(meta, quarantined, settled)
-    except OSError as exc:
-        summary["unsaved"].append(str(meta / "quarantine.json"))
-        print(f"synthgen render: could not update {meta / 'quarantine.json'} ({exc.strerror or exc}); this "
-              "run's quarantined samples follow:\n" + json.dumps(quarantined, indent=1, default=str), file=sys.stderr)
-    status = ("interrupted" if summary["interrupted"] else stopped.reason if stopped
-              else ("failures" if quarantined else "complete"))
-    _save(meta / "run.json", {**summary, "status": status, "config_hash": chash, "finished": time.time()},
-          summary, "the run summary")
-    end = dict(status=status, written=written, skipped=summary["skipped"], retried=summary["retried"],
-               failed=len(quarantined), worker_deaths=summary["worker_deaths"], recycled=summary["recycled"],
-               not_rendered=summary["not_rendered"],
-               workers=[{k: w.get(k) for k in ("pid", "samples", "peak_rss_mb", "end")} for w in stats])
-    if stopped:
-        end["stopped"] = summary["stopped"]
-    if not ledger.event("run_end", **end):
-        summary["unsaved"].append(str(ledger.path))
-        print("synthgen render: could not append run_end to the ledger; it follows:\n"
-              + json.dumps(end, sort_keys=True, default=str), file=sys.stderr)
-    ledger.close()

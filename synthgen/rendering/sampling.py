@@ -24,11 +24,12 @@ from enum import IntEnum
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from ..camera import focal_from_fov, fov_from_focal
 from ..distributions import Choice
 from .config import CameraProfiles, Job
+from .jsonmodel import JsonModel
 
 
 class Stream(IntEnum):
@@ -56,7 +57,7 @@ def stream(job: Job, view: int, attempt: int, sub: Stream | None = None, offset:
     return _rng(job.config.seed, *key)
 
 
-class SampleParams(BaseModel):
+class SampleParams(JsonModel):
     """Every randomized parameter of one sample (:func:`sample_params`); its JSON form
     (:meth:`to_json`) is the record's ``render.params``.
 
@@ -102,27 +103,6 @@ class SampleParams(BaseModel):
     appearance: dict[str, Any] | None = None
     camera_realism: dict[str, Any] | None = None
     area_lights: list[dict[str, Any]] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON form: every field that was drawn (unused optional sections are absent)."""
-        return self.model_dump(mode="json", exclude_unset=True)
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in self.model_fields_set:
-            raise KeyError(name)
-        return getattr(self, name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.model_fields_set
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return getattr(self, name) if name in self.model_fields_set else default
-
-    def __iter__(self):  # like a dict: the keys of the JSON form
-        return iter(self.to_json())
-
-    def keys(self):
-        return self.to_json().keys()
 
 
 def sample_key(job: Job, index: int) -> str:

@@ -17,44 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from ..camera import intrinsics, look_at, orbit_position
 from ..contract import write_sample
 from ..errors import FramingError  # noqa: F401 (re-exported)
 from .config import Job, content_hash
 from .postfx import MAX_EXPOSURE_FACTOR, apply_exposure, apply_sensor_effects, lens_sections  # noqa: F401
+from .subject import SubjectInfo
 from .record import QUALITY_KEYS, build_record, quality_settings, scan_record  # noqa: F401 (re-exported)
-from .sampling import SampleParams, Stream, camera_profile_for, distance_for_fraction, sample_key, sample_params, stream, view_of
+from .framing import camera_for  # noqa: F401 (re-exported)
+from .sampling import SampleParams, Stream, camera_profile_for, sample_key, sample_params, stream, view_of
 
 log = logging.getLogger("synthgen.worker")
-
-
-def camera_for(job: Job, params: dict[str, Any], scan_info: dict[str, Any]) -> dict[str, Any]:
-    """Resolve the camera of a sample: target point, distance, K and camera-to-world (OpenCV).
-
-    Returns a dict with ``target_m`` (xyz), ``distance_m``, ``K`` (3×3) and ``camera_to_world`` (4×4),
-    all numpy float64 except the distance.
-    """
-    cfg = job.config
-    cam = job.camera_config(params.get("camera_profile"))
-    W, H = cfg.render.width, cfg.render.height
-    if cam.target == "head":
-        target = np.array(scan_info["target_head_m"])
-        region_h = scan_info["head_region_height_m"]
-    elif cam.target == "center":
-        target = np.array(scan_info["target_center_m"])
-        region_h = scan_info["bbox_max_m"][2] - scan_info["bbox_min_m"][2]
-    else:
-        target = np.array(cam.target, float)
-        region_h = scan_info["head_region_height_m"]
-    target = target + np.array(params["target_jitter_m"])
-    dist = params["distance_m"]
-    if dist is None:
-        dist = distance_for_fraction(params["focal_length_mm"], params["sensor_width_mm"], W, H,
-                                     region_h, params["subject_fraction"])
-    pos = orbit_position(target, params["yaw_deg"], params["pitch_deg"], dist)
-    c2w = look_at(pos, target, params["roll_deg"])
-    K = intrinsics(params["focal_length_mm"], params["sensor_width_mm"], W, H)
-    return {"target_m": target, "distance_m": float(dist), "K": K, "camera_to_world": c2w}
 
 
 @dataclass
@@ -105,7 +77,7 @@ def render_sample(renderer, job: Job, index: int, out_dir: str | os.PathLike,
     return finish_sample(render_passes(renderer, job, index), out_dir, previews=previews, config_hash=config_hash)
 
 
-def _load_subject(renderer, job: Job, p: SampleParams) -> tuple[dict[str, Any], str, dict[str, Any]]:
+def _load_subject(renderer, job: Job, p: SampleParams) -> tuple[SubjectInfo, str, dict[str, Any]]:
     """Load the sample's subject into Blender; returns (subject info for framing, subject id, record section)."""
     cfg = job.config
     if p.identity is not None:
@@ -122,14 +94,14 @@ def _load_subject(renderer, job: Job, p: SampleParams) -> tuple[dict[str, Any], 
     return info, scan.id, {"scan": scan_record(scan, info, Path(job.config_path).parent)}
 
 
-def _set_variation(renderer, job: Job, p: SampleParams, info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _set_variation(renderer, job: Job, p: SampleParams, info: SubjectInfo) -> tuple[SubjectInfo, dict[str, Any]]:
     """Pose and appearance of the loaded subject; returns (info with posed targets, record sections)."""
     cfg = job.config
     variation: dict[str, Any] = {}
     if cfg.pose.enabled:
         variation["pose"] = renderer.set_pose(cfg.pose.joints, p["pose"])
-        info = dict(info, target_head_m=renderer.posed_point(info["target_head_m"]),
-                    target_center_m=renderer.posed_point(info["target_center_m"]))
+        info = info.model_copy(update=dict(target_head_m=renderer.posed_point(info.target_head_m),
+                                           target_center_m=renderer.posed_point(info.target_center_m)))
     if cfg.appearance.enabled:
         a = p["appearance"]
         variation["appearance"] = renderer.set_appearance(

@@ -373,7 +373,7 @@ class HumanMixin:
         top = float(model.head_top_m[2])
         head_h = 2.0 * (top - float(model.head_centre_m[2]))
         self._finish_subject(subject, 1.0, head_h, [], cache_key, head_top_m=top)
-        self.scan_info["target_head_m"] = [float(v) for v in model.head_centre_m]
-        self.scan_info.update(identity=identity.to_record(), build_s=t1 - t0, blender_s=t2 - t1,
-                              height_m=float(model.height_m))
+        self.scan_info = self.scan_info.model_copy(update=dict(
+            target_head_m=[float(v) for v in model.head_centre_m], identity=identity.to_record(),
+            build_s=t1 - t0, blender_s=t2 - t1, height_m=float(model.height_m)))
         return self.scan_info

@@ -29,6 +29,7 @@ import numpy as np
 
 from ...errors import GpuUnavailableError, ScanImportError  # noqa: F401 (re-exported)
 from ...exr import read_exr
+from ..subject import SubjectInfo
 from .util import _quiet_stdout
 from .camera_rig import CameraMixin
 from .human import HumanMixin
@@ -70,7 +71,7 @@ class BlenderRenderer(ScanMixin, HumanMixin, PoseMixin, LightingMixin, CameraMix
             self.gpu_devices = self._enable_gpu(gpu_backend)
         self._tmpdir = tempfile.TemporaryDirectory(prefix="synthgen-blender-")
         self._hdri_images: dict[str, Any] = {}
-        self.scan_info: dict[str, Any] | None = None
+        self.scan_info: SubjectInfo | None = None
         self._cache_key: tuple | None = None
         self._scan_objects: list[Any] = []
         self._pose_actions: list[tuple[Any, Any]] = []

@@ -13,6 +13,7 @@ import numpy as np
 
 from ...errors import GpuUnavailableError, ScanImportError  # noqa: F401 (re-exported)
 from ..config import UNIT_TO_METRES, ScanAsset
+from ..subject import SubjectInfo
 from .placement import axis_rotation, measured_vertices
 from .util import _cause, _frame_range, _pose_actions_of, _quiet_stdout
 
@@ -236,22 +237,22 @@ class ScanMixin:
         head_h = min(head_height_m, float(top - lo[2]))
         head = verts[(verts[:, 2] >= top - head_h) & (verts[:, 2] <= top + 1e-6)]
         hlo, hhi = head.min(0), head.max(0)
-        self.scan_info = {
-            "id": subject_id,
-            "scale_applied": float(scale),
-            "bbox_min_m": lo.tolist(),
-            "bbox_max_m": hi.tolist(),
-            "target_head_m": [float((hlo[0] + hhi[0]) / 2), float((hlo[1] + hhi[1]) / 2), float(top - head_h / 2)],
-            "target_center_m": ((lo + hi) / 2).tolist(),
-            "centroid_m": verts.mean(0).tolist(),
-            "head_region_height_m": float(head_h),
-            "num_vertices": int(len(verts)),
-            "warnings": warnings,
-            "armatures": [a.name for a in self._armatures],
-            "animations": [{"armature": arm.name, "action": act.name, "frame_range": list(_frame_range(act))}
-                           for arm, act in self._pose_actions],
+        self.scan_info = SubjectInfo(
+            id=subject_id,
+            scale_applied=float(scale),
+            bbox_min_m=lo.tolist(),
+            bbox_max_m=hi.tolist(),
+            target_head_m=[float((hlo[0] + hhi[0]) / 2), float((hlo[1] + hhi[1]) / 2), float(top - head_h / 2)],
+            target_center_m=((lo + hi) / 2).tolist(),
+            centroid_m=verts.mean(0).tolist(),
+            head_region_height_m=float(head_h),
+            num_vertices=int(len(verts)),
+            warnings=warnings,
+            armatures=[a.name for a in self._armatures],
+            animations=[{"armature": arm.name, "action": act.name, "frame_range": list(_frame_range(act))}
+                        for arm, act in self._pose_actions],
             **getattr(self, "_placement", {}),
-        }
+        )
         self._cache_key = cache_key
         self._rest_armature_world = {a.name: np.array(a.matrix_world) for a in self._armatures}
         for w in warnings:
