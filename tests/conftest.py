@@ -33,6 +33,25 @@ def smoke_store(tmp_path_factory) -> Path:
     return out
 
 
+def smoke_config_copy(tmp: Path, mutate=None, **changes) -> Path:
+    """Write ``tmp/job.yaml``: the smoke config with absolute asset paths (so it can live anywhere),
+    top-level ``changes`` applied, then ``mutate(data)`` when given."""
+    import yaml
+
+    data = yaml.safe_load(SMOKE.read_text())
+    for sc in data["scans"]:
+        sc["path"] = str((SMOKE.parent / sc["path"]).resolve())
+        if "texture" in sc:
+            sc["texture"] = str((SMOKE.parent / sc["texture"]).resolve())
+    data["hdris"]["paths"] = [str((SMOKE.parent / p).resolve()) for p in data["hdris"]["paths"]]
+    data.update(changes)
+    if mutate is not None:
+        mutate(data)
+    p = tmp / "job.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
 _EXIT_STATUS = {"code": 0}
 
 

@@ -12,21 +12,12 @@ from synthgen.cli import main
 from synthgen.rendering.config import RenderConfig, resolve_job
 from synthgen.distributions import Choice, LogUniform, Normal, Uniform
 
-from conftest import ROOT, SMOKE
+from conftest import ROOT, SMOKE, smoke_config_copy
 
 
 def _write_cfg(tmp_path: Path, mutate) -> Path:
     """Copy the smoke config into tmp_path with absolute asset paths, apply ``mutate(dict)``."""
-    data = yaml.safe_load(SMOKE.read_text())
-    for sc in data["scans"]:
-        sc["path"] = str((SMOKE.parent / sc["path"]).resolve())
-        if "texture" in sc:
-            sc["texture"] = str((SMOKE.parent / sc["texture"]).resolve())
-    data["hdris"]["paths"] = [str((SMOKE.parent / p).resolve()) for p in data["hdris"]["paths"]]
-    mutate(data)
-    p = tmp_path / "job.yaml"
-    p.write_text(yaml.safe_dump(data))
-    return p
+    return smoke_config_copy(tmp_path, mutate)
 
 
 def _render_exit(capsys, cfg: Path, tmp_path: Path) -> tuple[int, str]:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, SMOKE, run_cli
+from conftest import ROOT, SMOKE, run_cli, smoke_config_copy
 
 TINY = ["--set", "render.width=32", "--set", "render.height=32", "--set", "render.samples=1", "--no-progress"]
 PY = sys.executable
@@ -77,16 +77,7 @@ def _tmpfs(path: Path, size: str, ro: bool = False):
 
 def _smoke_config(tmp: Path, **changes) -> Path:
     """The smoke config with absolute asset paths (so it can live anywhere) and ``changes``."""
-    data = yaml.safe_load(SMOKE.read_text())
-    for sc in data["scans"]:
-        sc["path"] = str((SMOKE.parent / sc["path"]).resolve())
-        if "texture" in sc:
-            sc["texture"] = str((SMOKE.parent / sc["texture"]).resolve())
-    data["hdris"]["paths"] = [str((SMOKE.parent / p).resolve()) for p in data["hdris"]["paths"]]
-    data.update(changes)
-    p = tmp / "job.yaml"
-    p.write_text(yaml.safe_dump(data))
-    return p
+    return smoke_config_copy(tmp, **changes)
 
 
 def _descendants(pid: int) -> dict[int, str]:

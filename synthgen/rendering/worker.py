@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..contract import write_sample
-from ..errors import FramingError  # noqa: F401 (re-exported)
+from ..errors import FramingError
 from .config import Job, content_hash
 from .postfx import MAX_EXPOSURE_FACTOR, apply_exposure, apply_sensor_effects, lens_sections  # noqa: F401
 from .subject import SubjectInfo
@@ -152,6 +152,21 @@ def render_passes(renderer, job: Job, index: int) -> Rendered:
     return _render_alone(renderer, job, index)
 
 
+def _framed(framing, coverage: float, rejected: list[dict[str, Any]], attempt: int) -> bool:
+    """Whether the subject's image coverage (mask mean, 0-1) is inside ``framing``'s bounds; if not,
+    the attempt is added to ``rejected``."""
+    if framing.coverage_min <= coverage <= framing.coverage_max:
+        return True
+    rejected.append({"attempt": attempt, "coverage": coverage})
+    return False
+
+
+def _framing_error(what: str, framing, rejected: list[dict[str, Any]], coverage: float) -> FramingError:
+    return FramingError(f"{what}: subject coverage stayed outside [{framing.coverage_min}, {framing.coverage_max}] "
+                        f"in {len(rejected)} attempts (last {coverage:.4f}); "
+                        "check camera.distance_m / subject_fraction and framing.*")
+
+
 def _render_alone(renderer, job: Job, index: int) -> Rendered:
     """:func:`render_passes` of one sample in its own Cycles render (``relight_mode: separate``)."""
     from .blender import blender_version
@@ -172,14 +187,10 @@ def _render_alone(renderer, job: Job, index: int) -> Rendered:
                               surface_passes=cfg.depth_sensor.enabled)
         timings["render_s"] += out["seconds"]
         coverage = float(out["mask"].mean())
-        if framing.coverage_min <= coverage <= framing.coverage_max:
+        if _framed(framing, coverage, rejected, attempt):
             break
-        rejected.append({"attempt": attempt, "coverage": coverage})
     else:
-        raise FramingError(
-            f"sample {key}: subject coverage stayed outside [{framing.coverage_min}, "
-            f"{framing.coverage_max}] in {len(rejected)} attempts (last {coverage:.4f}); "
-            "check camera.distance_m / subject_fraction and framing.*")
+        raise _framing_error(f"sample {key}", framing, rejected, coverage)
     r = Rendered(job=job, index=index, key=key, params=p, camera=cam, out=out, subject_id=subject_id,
                  subject_record=subject_rec, hdri_record=hdri_rec, coverage=coverage, rejected=rejected,
                  adaptive=adaptive, variation=variation, lens={}, blender_version=blender_version(),
@@ -275,14 +286,10 @@ def _render_view(renderer, job: Job, view: int) -> tuple[dict[int, Rendered], di
                                                rs.clamp_indirect * spp / rs.samples)
             timings["render_s"] += out["seconds"] + out["denoise_seconds"]
             coverage = float((geo or out)["mask"].mean())
-            if framing.coverage_min <= coverage <= framing.coverage_max:
+            if _framed(framing, coverage, rejected, attempt):
                 break
-            rejected.append({"attempt": attempt, "coverage": coverage})
         else:
-            raise FramingError(
-                f"view {view} (sample {sample_key(job, indices[0])}): subject coverage stayed outside "
-                f"[{framing.coverage_min}, {framing.coverage_max}] in {len(rejected)} attempts (last {coverage:.4f}); "
-                "check camera.distance_m / subject_fraction and framing.*")
+            raise _framing_error(f"view {view} (sample {sample_key(job, indices[0])})", framing, rejected, coverage)
         t0 = time.perf_counter()
         bg: dict[str, np.ndarray] = {}
         shared = {k: v for k, v in (geo or out).items() if k in ("depth", "mask", "diffuse_color", "glossy_color")}
