@@ -610,3 +610,44 @@ def test_unreachable_address_is_exit_2_at_once(tmp_path: Path):
     res = run_cli("render", "--config", str(SMOKE), "--out", str(tmp_path / "o"), "--address", "127.0.0.1:1", *TINY)
     assert res.returncode == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "o").exists() and time.perf_counter() - t0 < 60
+
+
+# ============================================================================================
+# item 3 and item 2 for `synthgen qa` and `synthgen shard`: gates bombs, full disks
+
+
+def _small_store(root: Path) -> Path:
+    from _shard_stores import make_synthetic_store
+
+    return make_synthetic_store(root / "syn", subjects=("a", "b"), per_subject=3)
+
+
+def test_qa_gates_bomb_is_refused_quickly_with_a_bounded_message(tmp_path: Path):
+    store = _small_store(tmp_path)
+    gates = tmp_path / "gates.yaml"
+    gates.write_text(_bomb(9))
+    t0 = time.perf_counter()
+    res = run_cli("qa", str(store), "--gates", str(gates), "--out", str(tmp_path / "qa"), "--no-progress", timeout=120)
+    dt = time.perf_counter() - t0
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert str(gates) in res.stderr and "aliases" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr) < 2000 and dt < 30, (len(res.stderr), dt)  # was a 351 MB message
+    # a wrong value is shown bounded too
+    gates.write_text("depth_in_range:\n  min_m: [" + ", ".join(["x" * 50] * 2000) + "]\n")
+    res = run_cli("qa", str(store), "--gates", str(gates), "--out", str(tmp_path / "qa"), "--no-progress", timeout=120)
+    assert res.returncode == 2 and len(res.stderr) < 2000, res.stderr[-2000:]
+
+
+def test_shard_and_qa_into_a_full_disk_exit_3_naming_the_path(tmp_path: Path):
+    store = _small_store(tmp_path)
+    with _tmpfs(tmp_path / "small", "64k") as mnt:
+        out = mnt / "shards"
+        res = run_cli("shard", str(store), "--out", str(out), "--split", "train=1", "--samples-per-shard", "2",
+                      "--no-progress", timeout=300)
+        assert res.returncode == 3, res.stdout[-2000:] + res.stderr[-2000:]
+        assert "No space left on device" in res.stderr and str(mnt) in res.stderr
+        assert "Traceback" not in res.stderr and "rerun the same command" in res.stderr
+        assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]  # no partial shard left
+        res = run_cli("qa", str(store), "--out", str(mnt / "qa"), "--no-progress", timeout=300)
+        assert res.returncode == 3, res.stdout[-2000:] + res.stderr[-2000:]
+        assert "No space left on device" in res.stderr and str(mnt) in res.stderr and "Traceback" not in res.stderr

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..atomic import is_storage_error
 from .. import __version__
 
 log = logging.getLogger("synthgen.qa")
@@ -170,9 +171,9 @@ def _cmd(args: argparse.Namespace) -> int:
     except (InputError, GatesError) as exc:
         print(f"synthgen qa: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # e.g. the report folder cannot be written
-        print(f"synthgen qa: {exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:  # e.g. the report folder cannot be written (disk full: exit 3)
+        print(f"synthgen qa: error: cannot write {exc.filename or out} ({exc.strerror or exc})", file=sys.stderr)
+        return 3 if is_storage_error(exc) else 2
     print_summary(doc, out)
     return 0 if doc["success"] else 1
 

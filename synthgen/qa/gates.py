@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from .. import safeyaml
 from ..errors import GatesError  # noqa: F401 (re-exported)
 
 
@@ -179,11 +180,11 @@ def load_gates(path: str | os.PathLike | None) -> Gates:
         return Gates()
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text("utf-8"))
+        data = safeyaml.load_file(p)  # bounded cost: size, nesting, expanded aliases
     except OSError as exc:
         raise GatesError(f"{p}: cannot read gates file ({exc.strerror or exc})") from exc
-    except yaml.YAMLError as exc:
-        raise GatesError(f"{p}: not valid YAML ({exc})") from exc
+    except safeyaml.SafeYAMLError as exc:
+        raise GatesError(str(exc)) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -196,7 +197,7 @@ def load_gates(path: str | os.PathLike | None) -> Gates:
         msgs = []
         for err in exc.errors():
             loc = ".".join(str(x) for x in err["loc"])
-            msgs.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+            msgs.append(f"{loc}: {err['msg']} (got {safeyaml.bounded_repr(err.get('input'))})")
         raise GatesError(f"{p}: invalid gates: " + "; ".join(msgs)) from exc
 
 

@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ..atomic import is_storage_error
 from ..errors import ShardInputError
 from .codec import encode_options
 from .manifest import MANIFEST
@@ -55,6 +56,12 @@ def cmd_shard(args: argparse.Namespace) -> int:
         for p in exc.problems:
             print(f"synthgen shard: error: {p}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the output cannot be written (disk full, read-only, ...): no partial shard is kept
+        code = 3 if is_storage_error(exc) else 2
+        print(f"synthgen shard: error: cannot write {exc.filename or args.out} ({exc.strerror or exc}); "
+              f"finished shards are kept in {args.out}"
+              + ("; free space and rerun the same command to resume" if code == 3 else ""), file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print(f"synthgen shard: interrupted; finished shards are kept in {args.out}; "
               "rerun the same command to resume", file=sys.stderr)
