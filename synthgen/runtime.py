@@ -163,6 +163,17 @@ def _ratio(curve: str, x: float, x_ref: float) -> float:
     return (a + b * x) / (a + b * x_ref)
 
 
+def human_bytes(n: float | None) -> str:
+    """Bytes as text in SI units (1 KB = 1000 B): ``"512 B"``, ``"3.4 MB"``; None -> ``"unknown"``."""
+    if n is None:
+        return "unknown"
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return f"{n:.1f} PB"
+
+
 def _human_s(s: float) -> str:
     if s < 120:
         return f"{s:.0f} s"
@@ -171,18 +182,8 @@ def _human_s(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
-def _human_b(b: float | None) -> str:
-    if b is None:
-        return "unknown"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if b < 1000 or unit == "TB":
-            return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
-        b /= 1000
-    return ""
-
-
 def format_estimate(est: dict[str, Any]) -> str:
     """One comment line for ``--dry-run`` output, saying how the estimate was made."""
     return (f"# estimate: {est['samples']} samples on {est['workers']} worker(s): about "
             f"{_human_s(est['seconds'])} wall ({est['per_sample_s']:.1f} s per sample per worker) and "
-            f"{_human_b(est['bytes'])} on disk; {est['method']}; model: {est['model']}")
+            f"{human_bytes(est['bytes'])} on disk; {est['method']}; model: {est['model']}")

@@ -19,7 +19,6 @@ are cached. Errors are :class:`ConfigError` naming the file (exit 2 in the CLI).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import re
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract import sha256_file
 from ..errors import ConfigError
 
 log = logging.getLogger("synthgen.render")
@@ -40,14 +40,6 @@ def cache_dir() -> Path:
         return Path(base)
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "synthgen"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 _RES = re.compile(rb"^([-+])([XY]) (\d+) ([-+])([XY]) (\d+)$")
@@ -159,7 +151,7 @@ def check_hdri(path: str | os.PathLike, use_cache: bool = True) -> str:
     """
     p = Path(path)
     try:
-        digest = _sha256(p)
+        digest = sha256_file(p)
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read HDRI ({exc.strerror or exc})") from exc
     marker = cache_dir() / "hdri-ok" / f"{digest}.v{CACHE_VERSION}"

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime import human_bytes  # noqa: F401 (re-exported)
 from . import fastrng
 from .config import Job
 
@@ -326,14 +327,3 @@ def disk_estimate(job: Job, out: Path, n_todo: int) -> dict[str, Any]:
         free = None
     return {"bytes_per_sample": int(per), "bytes_needed": int(per * n_todo), "bytes_free": free,
             "basis": basis, "path": str(probe)}
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "unknown"
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1000 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000.0
-    return f"{n:.1f} PB"
-

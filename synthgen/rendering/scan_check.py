@@ -37,7 +37,8 @@ from ..atomic import write_json_atomic
 from ..contract import META_DIR
 from ..errors import ConfigError
 from .config import UNIT_TO_METRES, Job, ScanAsset
-from .hdri_check import _sha256, cache_dir
+from ..contract import sha256_file
+from .hdri_check import cache_dir
 
 log = logging.getLogger("synthgen.render")
 
@@ -98,7 +99,7 @@ def _inspect_cached(req: dict[str, Any], use_cache: bool) -> dict[str, Any]:
     path = req["asset"]["path"]
     t0 = time.perf_counter()
     try:
-        digest = _sha256(Path(path))
+        digest = sha256_file(path)
     except OSError as exc:
         return {"ok": False, "kind": "scan_unreadable", "error": f"cannot read the file ({exc.strerror or exc})",
                 "seconds": 0.0, "cached": False}
