@@ -63,7 +63,7 @@ from .ledger import Ledger, check_store, write_store_meta
 from .planning import IndexSet, count_done, todo_chunks
 from .preflight import check_out, check_space, complete_indices
 from .scheduler import STOP, Scheduler
-from .summary import finish_run, new_summary, write_card
+from .summary import finish_run, new_summary
 
 log = logging.getLogger("synthgen.render")
 
@@ -197,7 +197,6 @@ def _run_locked(job: Job, out: Path, idx: IndexSet, chash: str, workers: int | N
                  skipped=len(done), pid=os.getpid())
     if not n_todo:
         finish_run(job, out, idx, n_todo, None, 0.0, summary, chash, ledger)
-        write_card(out)
         return summary
     todo = todo_chunks(idx, done)
     try:
@@ -208,7 +207,6 @@ def _run_locked(job: Job, out: Path, idx: IndexSet, chash: str, workers: int | N
         _forget_refused_run(meta, out, prev)
         raise
     finish_run(job, out, idx, n_todo, run, wall, summary, chash, ledger)
-    write_card(out)
     return summary
 
 

@@ -42,8 +42,8 @@ def save_run_file(path: Path, obj: Any, summary: dict[str, Any], what: str) -> N
 
 def finish_run(job: Job, out: Path, idx: IndexSet, n_todo: int, run: Scheduler | None, wall: float,
             summary: dict[str, Any], chash: str, ledger: Ledger) -> None:
-    """Fill the summary, update the quarantine list, write ``_meta/run.json`` and the ``run_end``
-    event (each printed to stderr when it cannot be written)."""
+    """Fill the summary, update the quarantine list, write ``_meta/run.json``, the ``run_end``
+    event (each printed to stderr when it cannot be written) and the store's dataset card."""
     meta = out / META_DIR
     quarantined = run.quarantined if run else []
     stats = run.workers if run else []
@@ -87,6 +87,7 @@ def finish_run(job: Job, out: Path, idx: IndexSet, n_todo: int, run: Scheduler |
         print("synthgen render: could not append run_end to the ledger; it follows:\n"
               + json.dumps(end, sort_keys=True, default=str), file=sys.stderr)
     ledger.close()
+    write_card(out)
 
 
 def write_card(out: Path) -> None:
